@@ -1,0 +1,27 @@
+"""Presets as code. ``get_preset(name)`` returns an ``HParams``; ``PRESETS`` lists the names.
+
+- ``paper``: the RPCL-pix2seq paper's full size (HyperLSTM 2048, batch 128); GPU-sized.
+- ``default``: CPU-sized (HyperLSTM 512, batch 64) on the embedded QuickDraw subset.
+- ``smoke``: a tiny model that trains in seconds, for tests and a first look.
+"""
+
+from sketchtk.config import HParams
+from sketchtk.errors import ConfigError
+
+from hparams import presets
+
+PRESETS = {
+    "paper": presets.paper,
+    "default": presets.default,
+    "smoke": presets.smoke,
+}
+
+
+def get_preset(name):
+    """The preset called ``name``; a bad name raises ConfigError listing the presets."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]().validated()
+
+
+__all__ = ["HParams", "PRESETS", "get_preset"]

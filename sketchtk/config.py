@@ -1,0 +1,210 @@
+"""Hyper-parameters: one frozen dataclass, presets as code, and the ``key=value`` override syntax.
+
+Every hparam of the RPCL-pix2seq reference exists here with the same name and meaning (see the
+original README in ``shared/seeds``); the extra ones are documented field by field. Configs are
+never mutated at run time: ``HParams.replace`` returns a new object, and values found from data
+(``max_seq_len``, the scale factor) live in the data layer and in ``model_config.json``.
+"""
+
+import dataclasses
+import json
+import math
+
+from sketchtk.errors import ConfigError
+
+MODELS = ("rpcl_pix2seq", "sketch_pix2seq", "sketch_rnn", "sketch_a_net")
+DEC_MODELS = ("lstm", "layer_norm", "hyper")
+
+
+@dataclasses.dataclass(frozen=True)
+class HParams:
+    """All hyper-parameters of a run. Field comments give the meaning; defaults are the paper's."""
+
+    # --- the reference's hparams (same names, same meaning) ---
+    categories: tuple = ("bee", "bus")  # sketch categories for training
+    num_steps: int = 1000001  # max training steps (the reference ignored it; sketchtk obeys it)
+    save_every: int = 1  # epochs per checkpoint/validation (an epoch = one pass, see eval_every)
+    dec_rnn_size: int = 2048  # decoder units
+    dec_model: str = "hyper"  # decoder cell: lstm, layer_norm or hyper
+    max_seq_len: int = -1  # cap on points per sketch; -1 = found from the data (no cap)
+    z_size: int = 128  # latent size
+    batch_size: int = 128  # global minibatch size (split across replicas)
+    num_mixture: int = 5  # GMM categories (recommended: number of categories)
+    learning_rate: float = 0.001
+    decay_rate: float = 0.9999  # learning-rate decay per step (applied as decay^(step/3))
+    min_learning_rate: float = 0.00001
+    grad_clip: float = 1.0  # per-value gradient clipping
+    de_weight: float = 0.5  # weight of the deconv regulariser's loss
+    use_recurrent_dropout: bool = True
+    recurrent_dropout_prob: float = 0.90  # keep probability
+    use_input_dropout: bool = False
+    input_dropout_prob: float = 0.90  # keep probability
+    use_output_dropout: bool = False
+    output_dropout_prob: float = 0.90  # keep probability
+    random_scale_factor: float = 0.10  # x/y scaling augmentation U(1-s, 1+s)
+    augment_stroke_prob: float = 0.10  # point-dropping augmentation probability
+    png_scale_ratio: float = 1.0  # image-only rescale U(r, 1); the reference's 0.98 desyncs image and strokes
+    png_rotate_angle: float = 0.0  # image-only max rotation (degrees, abs value)
+    png_translate_dist: float = 0.0  # image-only max translation (pixels, abs value)
+    is_training: bool = True  # kept for compatibility; train.py always trains, sample.py never does
+    png_width: int = 48  # width of the encoder's sketch images
+    num_sub: int = 2  # initial GMM components per category (K = num_mixture * num_sub)
+    num_per_category: int = 70000  # training sketches per category (at most)
+
+    # --- sketchtk additions ---
+    model: str = "rpcl_pix2seq"  # rpcl_pix2seq | sketch_pix2seq | sketch_rnn | sketch_a_net
+    mdn_components: int = 20  # bivariate Gaussians in the stroke decoder's output mixture
+    hyper_num_units: int = 256  # HyperLSTM's small LSTM
+    hyper_embedding_size: int = 32
+    enc_rnn_size: int = 256  # sketch-rnn's bidirectional encoder
+    kl_weight: float = 1.0  # final KL weight (sketch-rnn used 0.5)
+    kl_weight_start: float = 0.001  # klw = w - (w - start) * kl_decay_rate^step
+    kl_decay_rate: float = 0.9999
+    kl_tolerance: float = 0.2  # free bits of the N(0, I) KL (sketch-rnn, sketch-pix2seq)
+    gmm_ema_rate: float = 0.05  # EMA rate of the GMM parameter updates
+    rpcl_rival_rate: float = 1e-4  # de-learning rate of the rival component
+    gmm_warmup_steps: int = 500  # EM only until this step
+    rpcl_every: int = 3  # afterwards RPCL on every n-th step, EM otherwise
+    gmm_active_threshold: float = 1e-2  # a component with alpha below this counts as pruned
+    eval_every: int = 0  # steps between validations/checkpoints; 0 = save_every passes over the data
+    early_stop_patience: int = 5  # validations without improvement before stopping
+    log_every: int = 10  # steps between history.csv rows
+    valid_batches: int = 0  # validation batches per evaluation; 0 = the whole validation set
+    seed: int = 0
+    classifier_epochs: int = 20  # sketch_a_net: passes over the training images
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied and validated."""
+        return dataclasses.replace(self, **changes).validated()
+
+    def validated(self):
+        """Return self after checking values; raises ConfigError naming the bad key."""
+        def bad(key, why):
+            raise ConfigError(f"hparam {key}={getattr(self, key)!r}: {why}")
+        if self.model not in MODELS:
+            bad("model", f"unknown model; choose one of {list(MODELS)}")
+        if self.dec_model not in DEC_MODELS:
+            bad("dec_model", f"unknown decoder; choose one of {list(DEC_MODELS)}")
+        if not self.categories:
+            bad("categories", "needs at least one category")
+        # NaN passes every `<`/`<=` range check below, so reject it once for all float fields.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and math.isnan(value):
+                bad(field.name, "must be a number, not NaN")
+        for key in ("num_steps", "dec_rnn_size", "z_size", "batch_size", "num_mixture", "num_sub",
+                    "png_width", "num_per_category", "mdn_components", "save_every", "rpcl_every",
+                    "early_stop_patience", "log_every", "hyper_num_units", "enc_rnn_size"):
+            if getattr(self, key) < 1:
+                bad(key, "must be >= 1")
+        for key in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
+            if not 0.0 < getattr(self, key) <= 1.0:
+                bad(key, "a keep probability must be in (0, 1]")
+        for key in ("random_scale_factor", "augment_stroke_prob", "gmm_ema_rate"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                bad(key, "must be in [0, 1)")
+        if not 0.0 < self.png_scale_ratio <= 1.0:
+            bad("png_scale_ratio", "must be in (0, 1]")
+        if self.max_seq_len == 0 or self.max_seq_len < -1:
+            bad("max_seq_len", "must be -1 (from data) or a positive cap")
+        if self.learning_rate <= 0 or self.min_learning_rate < 0:
+            bad("learning_rate", "learning rates must be positive")
+        if self.grad_clip <= 0:
+            bad("grad_clip", "must be positive")
+        return self
+
+    @property
+    def num_components(self):
+        """Initial number of GMM components K."""
+        return self.num_mixture * self.num_sub
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d["categories"] = list(self.categories)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of ``to_dict``; unknown keys are rejected."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown hparam(s) {unknown}; valid keys: {sorted(known)}")
+        d = dict(d)
+        if "categories" in d:
+            d["categories"] = tuple(d["categories"])
+        return cls(**d).validated()
+
+    def to_json(self):
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _split_top_level(text):
+    """Split ``a=1,b=[x,y]`` on commas outside brackets."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+            # a closing bracket before its opening one ("a=x],b=[y") would otherwise balance out
+            # and silently glue two items into one value
+            if depth < 0:
+                raise ConfigError(f"unbalanced brackets in hparams string {text!r}")
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise ConfigError(f"unbalanced brackets in hparams string {text!r}")
+    parts.append("".join(cur))
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _parse_value(key, field_type, raw):
+    raw = raw.strip()
+    try:
+        if field_type is bool:
+            low = raw.lower()
+            if low in ("true", "1", "yes"):
+                return True
+            if low in ("false", "0", "no"):
+                return False
+            raise ValueError("expected True or False")
+        if field_type is int:
+            value = float(raw)
+            if value != int(value):
+                raise ValueError("expected an integer")
+            return int(value)
+        if field_type is float:
+            return float(raw)
+        if field_type is tuple:
+            inner = raw.strip("[](){}")
+            items = [s.strip().strip("'\"") for s in inner.split(",")]
+            return tuple(s for s in items if s)
+        return raw.strip("'\"")
+    except (ValueError, OverflowError) as err:  # int(float("inf")) raises OverflowError
+        raise ConfigError(f"hparam {key}: cannot parse {raw!r} as {field_type.__name__} ({err})") from None
+
+
+def parse_overrides(hparams, text):
+    """Apply a ``"key=value,key2=[a,b]"`` string (the reference's syntax) to ``hparams``.
+
+    Raises:
+      ConfigError: an unknown key (the message lists the valid keys), a malformed item, or a value
+        of the wrong type / out of range.
+    """
+    if not text or not text.strip():
+        return hparams.validated()
+    types = {f.name: f.type for f in dataclasses.fields(HParams)}
+    changes = {}
+    for item in _split_top_level(text):
+        if "=" not in item:
+            raise ConfigError(f"hparams item {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in types:
+            raise ConfigError(f"unknown hparam {key!r}; valid keys: {sorted(types)}")
+        changes[key] = _parse_value(key, types[key], raw)
+    return hparams.replace(**changes)

@@ -1,0 +1,1 @@
+"""Stroke data: formats, QuickDraw / sketch-rnn ingestion, augmentation, tf.data pipelines."""

@@ -1,0 +1,117 @@
+"""The one dataset builder: ``make_dataset(data, split, hparams, training=...)``.
+
+Each batch is a dict:
+- ``strokes``: float32 ``[B, max_seq_len + 1, 5]`` stroke-5 with start token and padding;
+- ``images``: uint8 ``[B, W, W]`` rendered from the *same* (augmented) strokes;
+- ``labels``: int32 ``[B]`` category indices; ``lengths``: int32 ``[B]`` real points.
+
+Training order is a stateless function of ``(seed, global example index g)``: pass ``p = g // N``
+visits the examples in the permutation ``index_shuffle(., seed=(seed, p))`` and example ``g`` is
+augmented with seed ``(seed, g)``. Resuming at step ``k`` starts the index stream at ``k * B``
+without touching the skipped examples, so a resumed run sees exactly the batches it would have.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from sketchtk.data import augment
+from sketchtk.render.raster import render_batch
+
+
+def _ragged_store(sketches):
+    """Concatenated points ``[P, 3]`` and row splits ``[N + 1]`` of a list of sketches."""
+    values = np.concatenate([np.asarray(s, np.float32) for s in sketches], axis=0)
+    row_splits = np.concatenate([[0], np.cumsum([len(s) for s in sketches])]).astype(np.int64)
+    return tf.constant(values), tf.constant(row_splits)
+
+
+def to_stroke5_batch(ragged, max_seq_len):
+    """Ragged stroke-3 ``[B, None, 3]`` -> (stroke-5 ``[B, max_seq_len + 1, 5]``, lengths ``[B]``)."""
+    lengths = tf.cast(ragged.row_lengths(), tf.int32)
+    batch = tf.shape(lengths)[0]
+    dense = ragged.to_tensor(default_value=0.0, shape=[None, max_seq_len, 3])
+    mask = tf.sequence_mask(lengths, max_seq_len, dtype=tf.float32)[..., None]
+    pen = dense[..., 2:3]
+    body = tf.concat([dense[..., :2], (1.0 - pen) * mask, pen * mask, 1.0 - mask], axis=-1)
+    start = tf.tile(tf.constant([[[0.0, 0.0, 1.0, 0.0, 0.0]]]), [batch, 1, 1])
+    return tf.concat([start, body], axis=1), lengths
+
+
+def make_dataset(data, split, hparams, training, start_step=0, images=None,
+                 batch_size=None, repeat=None):
+    """Build the ``tf.data`` pipeline for one split of a loaded ``SketchData``.
+
+    Args:
+      data: ``sketchtk.data.loader.SketchData``.
+      split: ``"train"``, ``"valid"`` or ``"test"``.
+      hparams: ``HParams`` (batch size, augmentation rates, png_width, seed).
+      training: shuffle + augment + repeat forever + drop_remainder when True; otherwise one
+        deterministic pass in file order (last partial batch kept).
+      start_step: with ``training``, the number of batches already consumed (resume).
+      images: optional pre-rendered uint8 ``[N, W, W]`` aligned with the split (only without
+        augmentation: an augmented sketch needs its own image).
+      batch_size: overrides ``hparams.batch_size`` (e.g. per-worker batch).
+      repeat: overrides the default (``training``).
+    """
+    subset = data[split]
+    n = len(subset)
+    batch_size = batch_size or hparams.batch_size
+    repeat = training if repeat is None else repeat
+    max_len = data.max_seq_len
+    width = hparams.png_width
+    values, row_splits = _ragged_store(subset.sketches)
+    labels = tf.constant(subset.labels)
+    augmenting = training and (hparams.random_scale_factor > 0 or hparams.augment_stroke_prob > 0)
+    if images is not None and augmenting:
+        raise ValueError("pre-rendered images cannot be used with stroke augmentation")
+    stored_images = None if images is None else tf.constant(images, tf.uint8)
+    seed = hparams.seed
+
+    def example(g):
+        if training:
+            passes = g // n
+            idx = tf.random.experimental.index_shuffle(
+                g % n, seed=tf.stack([tf.cast(seed, tf.int64), passes]),
+                max_index=n - 1)
+        else:
+            idx = g % n
+        sketch = values[row_splits[idx]:row_splits[idx + 1]]
+        if augmenting:
+            sketch = augment.augment_strokes(
+                sketch, tf.stack([tf.cast(seed, tf.int64), g]),
+                hparams.random_scale_factor, hparams.augment_stroke_prob)
+        out = {"sketch": sketch, "labels": labels[idx], "index": idx}
+        if stored_images is not None:
+            out["images"] = stored_images[idx]
+        return out
+
+    def finish(batch, step_seed):
+        strokes5, lengths = to_stroke5_batch(batch["sketch"], max_len)
+        if "images" in batch:
+            rendered = batch["images"]
+        else:
+            rendered = render_batch(batch["sketch"], width)
+        if training and (hparams.png_scale_ratio < 1 or hparams.png_rotate_angle > 0
+                         or hparams.png_translate_dist > 0):
+            rendered = augment.image_transform(
+                rendered, tf.stack([tf.cast(seed, tf.int64) + 1, step_seed]),
+                hparams.png_scale_ratio, hparams.png_rotate_angle, hparams.png_translate_dist)
+        return {"strokes": strokes5, "images": rendered, "labels": batch["labels"],
+                "lengths": lengths, "index": batch["index"]}
+
+    # `repeat` decides between an endless stream and one pass; before, `training or repeat` made
+    # `training=True, repeat=False` endless too, ignoring the documented override.
+    if repeat:
+        indices = tf.data.Dataset.range(start_step * batch_size, 2**62)
+    elif training:
+        indices = tf.data.Dataset.range(start_step * batch_size, n)  # the rest of shuffled pass 0
+    else:
+        indices = tf.data.Dataset.range(n)
+    ds = indices.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ragged_batch(batch_size, drop_remainder=training)
+    ds = ds.enumerate(start=start_step).map(
+        lambda i, b: finish(b, i), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
