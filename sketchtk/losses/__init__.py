@@ -1,0 +1,1 @@
+"""sketchtk.losses: pure loss functions (shapes in docstrings, equations cited)."""
