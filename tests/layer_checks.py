@@ -13,6 +13,18 @@ import numpy as np
 import tensorflow as tf
 
 
+def np_sigmoid(x):
+    """NumPy logistic function for reference implementations in tests."""
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def np_layer_norm(x, gamma, beta, eps=1e-3):
+    """NumPy layer norm over the last axis (sketch-rnn's epsilon 1e-3)."""
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
