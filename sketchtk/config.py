@@ -65,7 +65,7 @@ class HParams:
     rpcl_rival_rate: float = 1e-4  # de-learning rate of the rival component
     gmm_warmup_steps: int = 500  # EM only until this step
     rpcl_every: int = 3  # afterwards RPCL on every n-th step, EM otherwise
-    gmm_active_threshold: float = 1e-2  # a component with alpha below this counts as pruned
+    gmm_active_threshold: float = 1e-3  # alpha at or below this counts as pruned (0.1% of data)
     eval_every: int = 0  # steps between validations/checkpoints; 0 = save_every passes over the data
     early_stop_patience: int = 5  # validations without improvement before stopping
     log_every: int = 10  # steps between history.csv rows

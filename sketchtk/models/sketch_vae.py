@@ -1,0 +1,216 @@
+"""RPCL-pix2seq, sketch-pix2seq and sketch-rnn: one Keras model, chosen by ``hparams.model``.
+
+| model            | encoder                        | prior / latent loss                        | extra            |
+|------------------|--------------------------------|--------------------------------------------|------------------|
+| ``rpcl_pix2seq``   | dilated CNN on 48x48 images    | GMM learned by EM/RPCL; alpha + Gaussian KL | deconv regulariser |
+| ``sketch_pix2seq`` | dilated CNN on 48x48 images    | N(0, I), KL with free bits                  |                  |
+| ``sketch_rnn``     | bidirectional LSTM over strokes | N(0, I), KL with free bits                  |                  |
+
+All three share the autoregressive ``StrokeDecoder`` (HyperLSTM / LSTM / LayerNorm-LSTM) and the
+mixture-density reconstruction loss. ``train_step`` applies the gradient step and *then* the GMM's
+EM/RPCL update from the same forward pass (ALGORITHMS.md section 2).
+"""
+
+import keras
+import tensorflow as tf
+
+from sketchtk.config import HParams
+from sketchtk.layers.cnn_encoder import DilatedCNNEncoder
+from sketchtk.layers.deconv_decoder import DeconvDecoder
+from sketchtk.layers.gmm_latent import GMMLatent
+from sketchtk.layers.rnn_encoder import BiLSTMEncoder
+from sketchtk.layers.stroke_decoder import StrokeDecoder
+from sketchtk.losses import latent as latent_losses
+from sketchtk.losses.reconstruction import reconstruction_loss
+
+VAE_MODELS = ("rpcl_pix2seq", "sketch_pix2seq", "sketch_rnn")
+_TRACKED = ("loss", "recon", "offset_nll", "pen_xent", "kl", "de_loss")
+
+
+def images_to_input(images):
+    """uint8 ``[B, W, W]`` (white 255) -> float ``[B, W, W, 1]`` in [-1, 1] (white = +1)."""
+    return (tf.cast(images, tf.float32) / 255.0 * 2.0 - 1.0)[..., None]
+
+
+@keras.saving.register_keras_serializable(package="sketchtk")
+class SketchVAE(keras.Model):
+    """A sketch VAE of the pix2seq / sketch-rnn family.
+
+    Args:
+      hparams: ``HParams`` or its dict (``model`` picks the variant).
+      max_seq_len: points per sketch found from the data (stroke-5 length is this + 1).
+      scale_factor: the training set's offset std (saved so sampling can undo the normalisation).
+      categories: category names, index = label.
+
+    Call arguments:
+      inputs: a batch dict from ``make_dataset`` (``strokes`` stroke-5, ``images`` uint8,
+        ``lengths``).
+      training: sample z and use dropout when True; z = mu otherwise.
+
+    Returns:
+      Mixture parameters ``[B, max_seq_len, 6M + 3]`` predicting ``strokes[:, 1:]``.
+
+    Example:
+      >>> model = SketchVAE(get_preset("smoke"), max_seq_len=200, scale_factor=30.0,
+      ...                   categories=("bee", "bus"))
+      >>> model.compile(optimizer=make_optimizer(hparams))
+      >>> model.fit(make_dataset(data, "train", hparams, training=True), steps_per_epoch=10)
+
+    Reference:
+      Zang, Tu & Xu, Neural Networks 137 (2021) (RPCL-pix2seq); Chen et al. 2017 (sketch-pix2seq);
+      Ha & Eck, ICLR 2018 (sketch-rnn).
+    """
+
+    def __init__(self, hparams, max_seq_len, scale_factor, categories=(), **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(hparams, dict):
+            hparams = HParams.from_dict(hparams)
+        if hparams.model not in VAE_MODELS:
+            raise ValueError(f"SketchVAE builds {list(VAE_MODELS)}, not {hparams.model!r}")
+        self.hparams = hparams
+        self.max_seq_len = int(max_seq_len)
+        self.scale_factor = float(scale_factor)
+        self.categories = tuple(categories)
+        hp = hparams
+        if hp.model == "sketch_rnn":
+            self.encoder = BiLSTMEncoder(enc_rnn_size=hp.enc_rnn_size, z_size=hp.z_size,
+                                         name="encoder")
+        else:
+            self.encoder = DilatedCNNEncoder(z_size=hp.z_size, name="encoder")
+        self.gmm = None
+        self.deconv = None
+        if hp.model == "rpcl_pix2seq":
+            self.gmm = GMMLatent(
+                num_components=hp.num_components, z_size=hp.z_size, ema_rate=hp.gmm_ema_rate,
+                rpcl_rival_rate=hp.rpcl_rival_rate, warmup_steps=hp.gmm_warmup_steps,
+                rpcl_every=hp.rpcl_every, active_threshold=hp.gmm_active_threshold,
+                seed=hp.seed, name="gmm")
+            if hp.de_weight > 0:
+                self.deconv = DeconvDecoder(name="deconv")
+        self.decoder = StrokeDecoder(
+            dec_model=hp.dec_model, units=hp.dec_rnn_size, num_mixture=hp.mdn_components,
+            z_size=hp.z_size, use_recurrent_dropout=hp.use_recurrent_dropout,
+            recurrent_dropout_prob=hp.recurrent_dropout_prob,
+            hyper_num_units=hp.hyper_num_units, hyper_embedding_size=hp.hyper_embedding_size,
+            seed=hp.seed, name="decoder")
+        self.noise = keras.random.SeedGenerator(hp.seed + 11)
+        self.val_trackers = {k: keras.metrics.Mean(name=k) for k in _TRACKED}
+
+    # ------------------------------------------------------------------ pieces
+
+    @property
+    def metrics(self):
+        return list(self.val_trackers.values())
+
+    def encode(self, batch, training=False):
+        """Encoder outputs ``(mu, sigma2)``, each ``[B, Z]``."""
+        if self.hparams.model == "sketch_rnn":
+            # The encoder reads the sketch without the start token.
+            return self.encoder(batch["strokes"][:, 1:], batch["lengths"], training=training)
+        return self.encoder(images_to_input(batch["images"]), training=training)
+
+    def sample_prior(self, num, component=None, seed=None):
+        """Latent codes from the prior: the learned GMM (a component by alpha, or the given one)
+        for RPCL-pix2seq, N(0, I) otherwise. Returns ``(z [num, Z], component [num] int32)``."""
+        seed = self.noise if seed is None else seed
+        if self.gmm is None:
+            z = keras.random.normal((num, self.hparams.z_size), seed=seed)
+            return z, tf.fill([num], -1)
+        if component is None:
+            return self.gmm.sample(num, seed=seed)
+        k = tf.fill([num], tf.cast(component, tf.int32))
+        mu = tf.gather(tf.convert_to_tensor(self.gmm.mu), k)
+        sigma2 = tf.gather(tf.convert_to_tensor(self.gmm.sigma2), k)
+        return latent_losses.reparameterize(mu, sigma2, seed=seed), k
+
+    def call(self, inputs, training=False):
+        mu, sigma2 = self.encode(inputs, training=training)
+        z = latent_losses.reparameterize(mu, sigma2, seed=self.noise) if training else mu
+        return self.decoder(inputs["strokes"][:, :-1], z, training=training)
+
+    def compute_losses(self, batch, training, step):
+        """All loss terms of one batch (a dict of scalars) plus the encoder outputs and z."""
+        hp = self.hparams
+        mu, sigma2 = self.encode(batch, training=training)
+        z = latent_losses.reparameterize(mu, sigma2, seed=self.noise) if training else mu
+        strokes = batch["strokes"]
+        params = self.decoder(strokes[:, :-1], z, training=training)
+        recon, offset_nll, pen_xent = reconstruction_loss(strokes[:, 1:], params)
+        klw = latent_losses.kl_weight(step, hp.kl_weight_start, hp.kl_decay_rate, hp.kl_weight)
+        out = {"recon": recon, "offset_nll": offset_nll, "pen_xent": pen_xent, "klw": klw}
+        if self.gmm is not None:
+            log_gamma = self.gmm.log_posterior(z)
+            log_alpha = tf.math.log(tf.convert_to_tensor(self.gmm.alpha))
+            a_loss = latent_losses.alpha_loss(log_gamma, log_alpha)
+            g_loss = latent_losses.gaussian_loss(mu, sigma2, tf.exp(log_gamma),
+                                                 self.gmm.mu, self.gmm.sigma2)
+            kl = a_loss + g_loss
+            out.update(alpha_loss=a_loss, gaussian_loss=g_loss)
+        else:
+            kl = latent_losses.standard_normal_kl(mu, sigma2, hp.kl_tolerance)
+        loss = recon + klw * kl
+        out["kl"] = kl
+        if self.deconv is not None:
+            de = latent_losses.deconv_loss(images_to_input(batch["images"]), self.deconv(z))
+            loss = loss + hp.de_weight * de
+            out["de_loss"] = de
+        out["loss"] = loss
+        return out, (mu, sigma2, z)
+
+    # ------------------------------------------------------------------ steps
+
+    def _clip_and_sync(self, grads):
+        """Per-value clipping of the *global* gradient (the reference's grad_clip)."""
+        clip = self.hparams.grad_clip
+        ctx = tf.distribute.get_replica_context()
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if ctx is None or replicas == 1:
+            return [tf.clip_by_value(g, -clip, clip) for g in grads]
+        # Sum here so the clip sees the global gradient; the optimiser sums again, hence / R.
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        return [tf.clip_by_value(g, -clip, clip) / replicas for g in grads]
+
+    def train_step(self, data):
+        step = self.optimizer.iterations + 1  # the reference counts steps from 1
+        with tf.GradientTape() as tape:
+            losses, (mu, sigma2, z) = self.compute_losses(data, training=True, step=step)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = losses["loss"] / tf.cast(replicas, losses["loss"].dtype)
+        variables = self.trainable_weights
+        grads = self._clip_and_sync(tape.gradient(scaled, variables))
+        self.optimizer.apply_gradients(zip(grads, variables))
+        logs = dict(losses)
+        logs["lr"] = self.optimizer.learning_rate
+        if self.gmm is not None:
+            stats = self.gmm.batch_statistics(z, mu, sigma2, self.gmm.use_rpcl_at(step))
+            ctx = tf.distribute.get_replica_context()
+            if ctx is not None and replicas > 1:
+                stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, stats)
+            self.gmm.apply_update(stats)
+            logs["active_components"] = tf.cast(self.gmm.num_active(), tf.float32)
+        return logs
+
+    def test_step(self, data):
+        losses, _ = self.compute_losses(data, training=False, step=self.optimizer.iterations)
+        batch = tf.shape(data["strokes"])[0]
+        for key, tracker in self.val_trackers.items():
+            if key in losses:
+                tracker.update_state(losses[key], sample_weight=batch)
+        return {k: t.result() for k, t in self.val_trackers.items() if k in losses}
+
+    def build_from_batch(self, batch):
+        """Create every weight by running one forward pass (needed before loading weights)."""
+        self.compute_losses(batch, training=False, step=0)
+        self.built = True
+
+    def get_config(self):
+        return {"hparams": self.hparams.to_dict(), "max_seq_len": self.max_seq_len,
+                "scale_factor": self.scale_factor, "categories": list(self.categories),
+                "name": self.name}
+
+
+def make_optimizer(hparams):
+    """Adam(beta1 0.5) with the reference's decayed learning rate; clipping is done in train_step."""
+    schedule = latent_losses.DecayedLearningRate(
+        hparams.learning_rate, hparams.min_learning_rate, hparams.decay_rate, steps_per_decay=3.0)
+    return keras.optimizers.Adam(learning_rate=schedule, beta_1=0.5)

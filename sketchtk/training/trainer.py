@@ -1,0 +1,267 @@
+"""``train_and_evaluate(hparams, log_root)``: the one training entry point behind ``train.py``.
+
+What a run leaves in ``log_root``: ``model_config.json`` (resolved hparams + ``max_seq_len`` +
+``scale_factor`` + categories), ``history.csv`` (a row every ``log_every`` steps), ``ckpt/``
+(resumable, atomic), ``best/`` (best validation weights), ``tensorboard/``, and for the classifier
+``classifier_metrics.json``.
+"""
+
+import dataclasses
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from sketchtk.config import HParams
+from sketchtk.data.loader import load_sketch_data
+from sketchtk.data.pipeline import make_dataset
+from sketchtk.errors import ConfigError
+from sketchtk.models.sketch_vae import images_to_input
+from sketchtk.training import callbacks as cb
+from sketchtk.training.checkpoints import (MODEL_CONFIG, CheckpointManager, read_json,
+                                           write_json_atomic)
+from sketchtk.training.distribute import get_strategy, is_chief
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is left as it was."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports."""
+
+    log_root: str
+    steps: int
+    best_step: int
+    best_value: float
+    early_stopped: bool
+    history_path: str
+    extra: dict
+
+
+def model_config_dict(hparams, data, data_dir):
+    """Everything needed to rebuild the model and its data transform (saved as JSON).
+
+    ``data_dir`` is recorded (absolute, or None for the embedded data) so that sampling and
+    evaluation find the same test sketches by default.
+    """
+    return {"hparams": hparams.to_dict(), "max_seq_len": data.max_seq_len,
+            "scale_factor": data.scale_factor, "categories": list(data.categories),
+            "data_dir": None if data_dir is None else os.path.abspath(data_dir)}
+
+
+# Keys that only steer how long / how verbosely a run goes on: a resumed run may change them.
+RUN_CONTROL_KEYS = ("num_steps", "early_stop_patience", "log_every", "valid_batches")
+
+
+def _check_resumable(saved, config, log_root):
+    """ConfigError unless ``config`` continues ``saved`` (same model, data and schedules)."""
+    strip = lambda c: {**c, "hparams": {k: v for k, v in c["hparams"].items()  # noqa: E731
+                                        if k not in RUN_CONTROL_KEYS}}
+    a, b = strip(saved), strip(config)
+    if a != b:
+        diff = sorted(k for k in a["hparams"] if a["hparams"].get(k) != b["hparams"].get(k))
+        raise ConfigError(f"{log_root}: cannot resume with different settings "
+                          f"(differing: {diff or 'data-derived values'}); only "
+                          f"{list(RUN_CONTROL_KEYS)} may change on resume")
+
+
+def build_model(config):
+    """Model of a ``model_config`` dict (uncompiled, weights not yet created)."""
+    hp = HParams.from_dict(config["hparams"])
+    if hp.model == "sketch_a_net":
+        from sketchtk.models.sketch_a_net import SketchANet
+        return SketchANet(num_classes=len(config["categories"]), input_size=hp.png_width)
+    from sketchtk.models.sketch_vae import SketchVAE
+    return SketchVAE(hp, config["max_seq_len"], config["scale_factor"], config["categories"])
+
+
+def load_trained_model(model_dir, which="best"):
+    """Rebuild a trained model from ``model_dir`` (a train.py ``log_root``) and load its weights.
+
+    Args:
+      model_dir: the run directory.
+      which: ``"best"`` (best validation weights) or ``"latest"`` (newest resumable checkpoint).
+
+    Returns:
+      ``(model, config)``.
+    """
+    config_path = os.path.join(model_dir, MODEL_CONFIG)
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{config_path}: not a trained model directory (no {MODEL_CONFIG})")
+    config = read_json(config_path)
+    model = build_model(config)
+    _build(model, config)
+    compile_model(model, HParams.from_dict(config["hparams"]))
+    manager = CheckpointManager(model_dir)
+    path = manager.best_dir if which == "best" else manager.latest()
+    weights = os.path.join(path or "", "weights.weights.h5")
+    if path is None or not os.path.exists(weights):
+        raise FileNotFoundError(f"{model_dir}: no {which} checkpoint")
+    model.load_weights(weights)
+    return model, config
+
+
+def compile_model(model, hparams):
+    """Compile with the run's optimiser and create its slots (so checkpoints load one-to-one)."""
+    if hparams.model == "sketch_a_net":
+        model.compile(optimizer=keras.optimizers.Adam(hparams.learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      metrics=["accuracy"])
+    else:
+        from sketchtk.models.sketch_vae import make_optimizer
+        model.compile(optimizer=make_optimizer(hparams))
+    model.optimizer.build(model.trainable_variables)
+
+
+def _dummy_batch(config):
+    hp = HParams.from_dict(config["hparams"])
+    b, t, w = 2, config["max_seq_len"], hp.png_width
+    strokes = np.zeros((b, t + 1, 5), np.float32)
+    strokes[:, 0, 2] = 1.0
+    strokes[:, 1:, 4] = 1.0
+    return {"strokes": tf.constant(strokes), "images": tf.fill([b, w, w], tf.constant(255, tf.uint8)),
+            "labels": tf.zeros([b], tf.int32), "lengths": tf.zeros([b], tf.int32)}
+
+
+def _build(model, config):
+    batch = _dummy_batch(config)
+    if hasattr(model, "build_from_batch"):
+        model.build_from_batch(batch)
+    else:
+        model(images_to_input(batch["images"]))
+
+
+def _steps_per_epoch(hparams, n_train):
+    if hparams.eval_every > 0:
+        return hparams.eval_every
+    return hparams.save_every * max(1, n_train // hparams.batch_size)
+
+
+def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=None, verbose="auto"):
+    """Train ``hparams.model`` on ``data_dir`` (None = embedded default data), writing to ``log_root``.
+
+    Args:
+      hparams: validated ``HParams``.
+      log_root: run directory (created).
+      data_dir: directory of ``<category>.npz`` files.
+      resume: continue from ``log_root``'s latest checkpoint when there is one; when False an
+        existing run there is an error (pass a new ``log_root`` or delete it).
+      strategy: a ``tf.distribute.Strategy``; default ``get_strategy()``.
+      verbose: Keras ``fit`` verbosity (progress bar with "auto"/1).
+
+    Returns:
+      TrainResult.
+
+    Raises:
+      TrainingDiverged: on a NaN/inf loss (no checkpoint is written for that epoch).
+      ConfigError: resuming with hparams/data that differ from the saved run's.
+    """
+    hparams = hparams.validated()
+    strategy = strategy or get_strategy()
+    chief = is_chief(strategy)
+    os.makedirs(log_root, exist_ok=True)
+    keras.utils.set_random_seed(hparams.seed)
+    data = load_sketch_data(data_dir, hparams.categories, hparams.num_per_category,
+                            hparams.max_seq_len)
+    config = model_config_dict(hparams, data, data_dir)
+    config_text = json.dumps(config, indent=2, sort_keys=True)
+    manager = CheckpointManager(log_root)
+    latest = manager.latest()
+    config_path = os.path.join(log_root, MODEL_CONFIG)
+    if latest is not None:
+        if not resume:
+            raise ConfigError(f"{log_root} already holds a run (checkpoint {latest}); "
+                              "use --resume_training=True to continue it or a new --log_root")
+        _check_resumable(read_json(config_path), config, log_root)
+    if chief:
+        write_json_atomic(config_path, config)
+
+    with strategy.scope():
+        model = build_model(config)
+        _build(model, config)
+        compile_model(model, hparams)
+    state = {"step": 0, "epoch": 0, "best": None, "best_step": None, "bad_evals": 0}
+    if latest is not None:
+        state.update(manager.restore(model, latest))
+        logging.info("resuming at step %d", state["step"])
+    start_step = int(state["step"])
+    if start_step >= hparams.num_steps:
+        logging.info("%s: already trained for %d >= num_steps=%d steps", log_root, start_step,
+                     hparams.num_steps)
+
+    n_train = len(data["train"])
+    spe = _steps_per_epoch(hparams, n_train)
+    epochs = math.ceil(hparams.num_steps / spe)
+    train_ds = make_dataset(data, "train", hparams, training=True, start_step=start_step)
+    valid_ds = make_dataset(data, "valid", hparams, training=False)
+    if hparams.valid_batches > 0:
+        valid_ds = valid_ds.take(hparams.valid_batches)
+    if hparams.model == "sketch_a_net":
+        train_ds = train_ds.map(_classifier_xy)
+        valid_ds = valid_ds.map(_classifier_xy)
+        monitor = "val_loss"
+    else:
+        monitor = "val_recon"
+
+    guard = cb.NaNGuard(start_step)
+    checkpointer = cb.ValidateAndCheckpoint(manager, config_text, monitor,
+                                            hparams.early_stop_patience, guard, state, chief)
+    callbacks = [guard, checkpointer, StopAtStep(hparams.num_steps)]
+    if chief:
+        callbacks += [cb.HistoryCSV(os.path.join(log_root, "history.csv"), hparams.log_every,
+                                    start_step),
+                      keras.callbacks.TensorBoard(os.path.join(log_root, "tensorboard"),
+                                                  update_freq=hparams.log_every)]
+    if start_step < hparams.num_steps and not (state.get("bad_evals", 0)
+                                               >= hparams.early_stop_patience):
+        model.fit(train_ds, epochs=epochs, initial_epoch=int(state["epoch"]), steps_per_epoch=spe,
+                  validation_data=valid_ds, callbacks=callbacks, verbose=verbose)
+    if guard.diverged_at is not None:
+        raise TrainingDiverged(
+            f"non-finite loss at step {guard.diverged_at} ({guard.bad_logs}); training stopped. "
+            f"The last good checkpoint in {manager.ckpt_root} is intact: lower learning_rate or "
+            "check the data, then resume.")
+    final = checkpointer.state
+    extra = {}
+    if hparams.model == "sketch_a_net":
+        extra = _evaluate_classifier(model, data, hparams, manager, log_root, chief)
+    return TrainResult(log_root, int(model.optimizer.iterations.numpy()), final.get("best_step"),
+                       final.get("best"), checkpointer.early_stopped,
+                       os.path.join(log_root, "history.csv"), extra)
+
+
+def _classifier_xy(batch):
+    return images_to_input(batch["images"]), batch["labels"]
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training once the optimiser has taken ``num_steps`` steps (``num_steps`` hparam)."""
+
+    def __init__(self, num_steps):
+        super().__init__()
+        self.num_steps = num_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.num_steps:
+            self.model.stop_training = True
+
+
+def _evaluate_classifier(model, data, hparams, manager, log_root, chief):
+    """Test accuracy of the best classifier weights, written to ``classifier_metrics.json``."""
+    if os.path.exists(os.path.join(manager.best_dir, "weights.weights.h5")):
+        model.load_weights(os.path.join(manager.best_dir, "weights.weights.h5"))
+    test = make_dataset(data, "test", hparams, training=False).map(_classifier_xy)
+    result = model.evaluate(test, verbose=0, return_dict=True)
+    metrics = {"test_accuracy": float(result["accuracy"]), "test_loss": float(result["loss"]),
+               "num_test": len(data["test"])}
+    if chief:
+        write_json_atomic(os.path.join(log_root, "classifier_metrics.json"), metrics)
+    logging.info("classifier test accuracy %.4f on %d sketches", metrics["test_accuracy"],
+                 metrics["num_test"])
+    return metrics

@@ -1,0 +1,20 @@
+"""Shared fixtures: a smoke-preset model trained once per session on the embedded real data."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """``log_root`` of a 6-step ``smoke`` RPCL-pix2seq run on the embedded QuickDraw subset."""
+    from hparams import get_preset
+    from sketchtk.training.trainer import train_and_evaluate
+
+    log_root = str(tmp_path_factory.mktemp("smoke_run"))
+    result = train_and_evaluate(get_preset("smoke"), log_root, verbose=0)
+    assert result.steps == 6
+    return log_root
