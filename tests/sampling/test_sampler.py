@@ -1,0 +1,104 @@
+"""The compiled batched sampler and sample.py's job on a model trained on real data."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sketchtk.sampling.sampler import ReferenceStyleSampler, Sampler, sample_point
+from sketchtk.training.trainer import load_trained_model
+
+
+@pytest.fixture(scope="module")
+def model(smoke_run):
+    return load_trained_model(smoke_run)[0]
+
+
+def test_sample_point_temperature_and_shapes():
+    m = 3
+    params = np.zeros((4, 6 * m + 3), np.float32)
+    params[:, :3] = [10.0, 0.0, -10.0]  # pen-down is overwhelmingly likely
+    point, pen = sample_point(tf.constant(params), 0.5, tf.constant([1, 2], tf.int64))
+    assert point.shape == (4, 5) and pen.shape == (4,)
+    np.testing.assert_array_equal(pen.numpy(), 0)
+    np.testing.assert_array_equal(point.numpy()[:, 2:], [[1, 0, 0]] * 4)
+
+
+def test_sample_point_follows_the_chosen_gaussian():
+    m = 2
+    n = 4000
+    params = np.zeros((n, 6 * m + 3), np.float32)
+    params[:, :3] = [10.0, 0.0, -10.0]            # pen down: an end row would have no offset
+    params[:, 3:3 + m] = [20.0, -20.0]          # component 0
+    params[:, 3 + m] = 2.0                        # mu_x of component 0
+    params[:, 3 + 2 * m] = -1.0                   # mu_y of component 0
+    params[:, 3 + 3 * m] = np.log(0.5)            # sigma_x
+    params[:, 3 + 4 * m] = np.log(0.25)           # sigma_y
+    point, _ = sample_point(tf.constant(params), 1.0, tf.constant([3, 4], tf.int64))
+    xy = point.numpy()[:, :2]
+    np.testing.assert_allclose(xy.mean(0), [2.0, -1.0], atol=0.05)
+    np.testing.assert_allclose(xy.std(0), [0.5, 0.25], rtol=0.08)
+
+
+def test_batched_sampler_shapes_determinism_and_early_stop(model):
+    sampler = Sampler(model)
+    z, _ = model.sample_prior(8, seed=1)
+    a = sampler.sample_stroke5(z, 0.5, seed=3).numpy()
+    b = sampler.sample_stroke5(z, 0.5, seed=3).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert a.shape[0] == 8 and a.shape[1] <= model.max_seq_len and a.shape[2] == 5
+    # Each row is one-hot in the pen columns; after a sketch's end only end rows follow.
+    np.testing.assert_allclose(a[..., 2:].sum(-1), 1.0)
+    for row in a:
+        ends = np.flatnonzero(row[:, 4] > 0.5)
+        if len(ends):
+            np.testing.assert_array_equal(row[ends[0]:], [[0, 0, 0, 0, 1]] * (len(row) - ends[0]))
+    sketches = sampler.sample(np.asarray(z), 0.5, seed=3)
+    assert len(sketches) == 8 and all(s.shape[1] == 3 for s in sketches)
+
+
+def test_sampler_stops_when_every_sketch_has_ended(model):
+    """With end-of-sketch forced, the loop must stop after one step, not run max_len steps."""
+    sampler = Sampler(model)
+
+    class EndingDecoder:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def initial_state(self, z):
+            return self.inner.initial_state(z)
+
+        def latent_projection(self, z):
+            return self.inner.latent_projection(z)
+
+        def step(self, x, z, state, projected=None):
+            params, state = self.inner.step(x, z, state, projected)
+            pen = tf.constant([[-50.0, -50.0, 50.0]])
+            return tf.concat([tf.zeros_like(params[:, :3]) + pen, params[:, 3:]], 1), state
+
+    sampler.decoder = EndingDecoder(model.decoder)
+    z, _ = model.sample_prior(5, seed=0)
+    out = sampler.sample_stroke5(z, 1.0, seed=0).numpy()
+    assert out.shape[1] == 1 and np.all(out[:, 0, 4] == 1)
+
+
+def test_reference_style_sampler_runs_max_len(model):
+    ref = ReferenceStyleSampler(model, max_len=5)
+    z, _ = model.sample_prior(2, seed=0)
+    sketches = ref.sample(np.asarray(z), 0.24, seed=0)
+    assert len(sketches) == 2 and all(len(s) <= 5 for s in sketches)
+
+
+def test_unconditional_codes_follow_the_chosen_component(model):
+    k = 1
+    z, comps = model.sample_prior(3000, component=k, seed=5)
+    z = np.asarray(z)
+    assert np.all(np.asarray(comps) == k)
+    mu = model.gmm.mu.numpy()[k]
+    sigma = np.sqrt(model.gmm.sigma2.numpy()[k])
+    np.testing.assert_array_less(np.abs(z.mean(0) - mu), 5 * sigma / np.sqrt(3000) + 1e-6)
+    np.testing.assert_allclose(z.std(0), sigma, rtol=0.1)
+    z_all, comps_all = model.sample_prior(3000, seed=6)
+    freq = np.bincount(np.asarray(comps_all), minlength=model.gmm.num_components) / 3000
+    np.testing.assert_allclose(freq, model.gmm.alpha.numpy(), atol=0.04)
