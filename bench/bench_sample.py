@@ -47,14 +47,15 @@ def main():
     parser.add_argument("--units", type=int, default=512)
     parser.add_argument("--max_len", type=int, default=250)
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--xla", action="store_true", help="compile the decoding loop with XLA")
     args = parser.parse_args()
     batch = args.batch or (100 if args.quick else 500)
     n_ref = 2 if args.quick else 5
     model = build(args.dec_model, args.units, args.max_len)
     z = np.random.default_rng(0).normal(size=(batch, 128)).astype(np.float32)
 
-    fast = Sampler(model)
-    fast.sample_stroke5(z[:2], 0.24, seed=0)  # trace
+    fast = Sampler(model, jit_compile=args.xla)
+    fast.sample_stroke5(z, 0.24, seed=99)  # trace (and XLA-compile) at the measured batch size
     times, steps = [], None
     for rep in range(2 if args.quick else 3):
         t0 = time.perf_counter()
@@ -84,7 +85,7 @@ def main():
                       "reference_style_sketches_per_s": round(ref_rate, 3),
                       "speedup_vs_reference": round(speedup, 1),
                       "speedup_vs_pytorch_anchor": round(fast_rate / ANCHORS["PyTorch sketch-rnn"], 1),
-                      "dec_model": args.dec_model, "units": args.units, "batch": batch,
+                      "dec_model": args.dec_model, "units": args.units, "batch": batch, "xla": args.xla,
                       "quick": args.quick}))
 
 

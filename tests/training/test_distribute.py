@@ -37,6 +37,7 @@ def test_default_strategy_on_cpu():
     assert get_strategy("auto").num_replicas_in_sync == 1
 
 
+@pytest.mark.slow
 def test_mirrored_two_replicas_trains(tmp_path):
     result = _result(_run([str(tmp_path), "mirrored", "4"]))
     assert result["replicas"] == 2 and result["steps"] == 4

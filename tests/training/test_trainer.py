@@ -133,12 +133,19 @@ def _run_train(args, cwd=REPO):
 
 
 def test_train_py_rejects_bad_hparams(tmp_path):
+    # Two runs of the script itself (each imports TensorFlow: seconds), the rest in-process.
     proc = _run_train([f"--log_root={tmp_path}", "--preset=smoke", "--hparams=no_such_key=1"])
     assert proc.returncode != 0
     assert "unknown hparam 'no_such_key'" in proc.stderr and "dec_rnn_size" in proc.stderr
-    proc = _run_train([f"--log_root={tmp_path}", "--preset=smoke", "--hparams=dec_model=gru"])
-    assert proc.returncode != 0 and "lstm" in proc.stderr and "hyper" in proc.stderr
-    proc = _run_train([f"--log_root={tmp_path}", "--preset=nope"])
-    assert proc.returncode != 0 and "smoke" in proc.stderr
     proc = _run_train([f"--log_root={tmp_path}", "--preset=smoke", "--data_dir=/nonexistent"])
     assert proc.returncode != 0 and "/nonexistent" in proc.stderr
+    assert not os.path.exists(os.path.join(str(tmp_path), "ckpt"))
+
+
+def test_bad_model_choice_and_preset_name_the_valid_ones():
+    from sketchtk.config import parse_overrides
+    with pytest.raises(ConfigError, match="hyper") as err:
+        parse_overrides(get_preset("smoke"), "dec_model=gru")
+    assert "lstm" in str(err.value)
+    with pytest.raises((ConfigError, ValueError), match="smoke"):
+        get_preset("nope")
