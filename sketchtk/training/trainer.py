@@ -137,6 +137,15 @@ def _build(model, config):
         model(images_to_input(batch["images"]))
 
 
+def total_steps(hparams, n_train):
+    """Training steps of a run: ``num_steps``; for ``sketch_a_net`` at most ``classifier_epochs``
+    passes over the ``n_train`` training sketches."""
+    if hparams.model == "sketch_a_net":
+        per_pass = math.ceil(n_train / hparams.batch_size)
+        return min(hparams.num_steps, hparams.classifier_epochs * per_pass)
+    return hparams.num_steps
+
+
 def _steps_per_epoch(hparams, n_train):
     if hparams.eval_every > 0:
         return hparams.eval_every
@@ -191,13 +200,13 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
         state.update(manager.restore(model, latest))
         logging.info("resuming at step %d", state["step"])
     start_step = int(state["step"])
-    if start_step >= hparams.num_steps:
-        logging.info("%s: already trained for %d >= num_steps=%d steps", log_root, start_step,
-                     hparams.num_steps)
-
     n_train = len(data["train"])
+    num_steps = total_steps(hparams, n_train)
+    if start_step >= num_steps:
+        logging.info("%s: already trained for %d >= %d steps", log_root, start_step, num_steps)
+
     spe = _steps_per_epoch(hparams, n_train)
-    epochs = math.ceil(hparams.num_steps / spe)
+    epochs = math.ceil(num_steps / spe)
     train_ds = make_dataset(data, "train", hparams, training=True, start_step=start_step)
     valid_ds = make_dataset(data, "valid", hparams, training=False)
     if hparams.valid_batches > 0:
@@ -212,16 +221,16 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
     guard = cb.NaNGuard(start_step)
     checkpointer = cb.ValidateAndCheckpoint(manager, config_text, monitor,
                                             hparams.early_stop_patience, guard, state, chief)
-    callbacks = [guard, checkpointer, StopAtStep(hparams.num_steps)]
+    callbacks = [guard, checkpointer, StopAtStep(num_steps)]
     if chief:
         callbacks += [cb.HistoryCSV(os.path.join(log_root, "history.csv"), hparams.log_every,
                                     start_step),
                       keras.callbacks.TensorBoard(os.path.join(log_root, "tensorboard"),
                                                   update_freq=hparams.log_every)]
-    if start_step < hparams.num_steps and not (state.get("bad_evals", 0)
+    if start_step < num_steps and not (state.get("bad_evals", 0)
                                                >= hparams.early_stop_patience):
         model.fit(train_ds, epochs=epochs, initial_epoch=int(state["epoch"]), steps_per_epoch=spe,
-                  validation_data=valid_ds, callbacks=callbacks, verbose=verbose)
+                  validation_data=valid_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
     if guard.diverged_at is not None:
         raise TrainingDiverged(
             f"non-finite loss at step {guard.diverged_at} ({guard.bad_logs}); training stopped. "

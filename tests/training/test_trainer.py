@@ -16,6 +16,7 @@ from sketchtk.training import trainer
 from sketchtk.training.checkpoints import CheckpointManager
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
 
 
 def _history(log_root):
@@ -108,10 +109,18 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert all(np.all(np.isfinite(v)) for v in weights.values() if v.dtype.kind == "f")
 
 
-@pytest.mark.parametrize("model", ["sketch_rnn", "sketch_pix2seq"])
-def test_baselines_train(tmp_path, model):
+@pytest.mark.parametrize("model,data_dir,categories", [
+    # sketch-rnn on its own format: the real sheep of the sketch-rnn release (tests/fixtures)
+    ("sketch_rnn", FIXTURES, ("sheep_small",)),
+    ("sketch_pix2seq", None, None),
+])
+def test_baselines_train(tmp_path, model, data_dir, categories):
     hp = get_preset("smoke").replace(model=model, num_steps=4, eval_every=2)
-    result = trainer.train_and_evaluate(hp, str(tmp_path), verbose=0)
+    if categories:
+        hp = hp.replace(categories=categories)
+    result = trainer.train_and_evaluate(hp, str(tmp_path), data_dir=data_dir, verbose=0)
+    config = json.load(open(os.path.join(str(tmp_path), "model_config.json")))
+    assert config["categories"] == list(hp.categories)
     rows = _history(str(tmp_path))
     assert result.steps == 4 and "active_components" not in rows[0]
     losses = [float(r["loss"]) for r in rows]
@@ -122,6 +131,8 @@ def test_sketch_a_net_trains_and_reports_accuracy(tmp_path):
     hp = get_preset("smoke").replace(model="sketch_a_net", num_steps=20, eval_every=10,
                                      batch_size=32)
     result = trainer.train_and_evaluate(hp, str(tmp_path), verbose=0)
+    # classifier_epochs=1 (smoke) caps the run at one pass: ceil(332 / 32) = 11 steps < num_steps
+    assert hp.classifier_epochs == 1 and result.steps == 11
     metrics = json.load(open(os.path.join(str(tmp_path), "classifier_metrics.json")))
     assert metrics == result.extra
     assert 0.0 <= metrics["test_accuracy"] <= 1.0 and metrics["num_test"] == 41
