@@ -240,9 +240,12 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
     extra = {}
     if hparams.model == "sketch_a_net":
         extra = _evaluate_classifier(model, data, hparams, manager, log_root, chief)
+    # A resumed run that had already stopped early reports it too.
+    early_stopped = (checkpointer.early_stopped
+                     or final.get("bad_evals", 0) >= hparams.early_stop_patience)
     return TrainResult(log_root, int(model.optimizer.iterations.numpy()), final.get("best_step"),
-                       final.get("best"), checkpointer.early_stopped,
-                       os.path.join(log_root, "history.csv"), extra)
+                       final.get("best"), early_stopped, os.path.join(log_root, "history.csv"),
+                       extra)
 
 
 def _classifier_xy(batch):
