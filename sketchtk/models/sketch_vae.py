@@ -188,7 +188,7 @@ class SketchVAE(keras.Model):
                 stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, stats)
             self.gmm.apply_update(stats)
             logs["active_components"] = tf.cast(self.gmm.num_active(), tf.float32)
-        return logs
+        return _for_keras_reduction(logs)
 
     def test_step(self, data):
         losses, _ = self.compute_losses(data, training=False, step=self.optimizer.iterations)
@@ -196,17 +196,40 @@ class SketchVAE(keras.Model):
         for key, tracker in self.val_trackers.items():
             if key in losses:
                 tracker.update_state(losses[key], sample_weight=batch)
-        return {k: t.result() for k, t in self.val_trackers.items() if k in losses}
+        return _for_keras_reduction(
+            {k: t.result() for k, t in self.val_trackers.items() if k in losses})
 
     def build_from_batch(self, batch):
         """Create every weight by running one forward pass (needed before loading weights)."""
         self.compute_losses(batch, training=False, step=0)
         self.built = True
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TF trainer reduces a distributed batch (strategy.reduce MEAN) before it checks
+        # whether anything needs building; under MultiWorkerMirroredStrategy that reduce fails
+        # for dict batches. The trainer builds the model and optimiser up front, so skip it then.
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def get_config(self):
         return {"hparams": self.hparams.to_dict(), "max_seq_len": self.max_seq_len,
                 "scale_factor": self.scale_factor, "categories": list(self.categories),
                 "name": self.name}
+
+
+def _for_keras_reduction(logs):
+    """Logs in the shape Keras can reduce across replicas.
+
+    Under MultiWorkerMirroredStrategy Keras reduces every log with ``strategy.reduce("MEAN", v,
+    axis=0)``, which rejects scalars; a ``[1]`` tensor per replica reduces to the scalar mean.
+    Other strategies get the scalars unchanged.
+    """
+    extended = tf.distribute.get_strategy().extended
+    multi_worker = getattr(extended, "_in_multi_worker_mode", None)
+    if multi_worker is not None and multi_worker():
+        return {k: tf.reshape(v, [1]) for k, v in logs.items()}
+    return logs
 
 
 def make_optimizer(hparams):

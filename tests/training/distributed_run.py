@@ -2,7 +2,8 @@
 
 Usage: python distributed_run.py LOG_ROOT STRATEGY [NUM_STEPS]. With STRATEGY=mirrored the CPU is
 split into two logical devices before TensorFlow initialises, so MirroredStrategy has 2 replicas.
-Prints one JSON line: replicas, steps, and the GMM state as seen by each replica.
+Prints one JSON line: replicas, steps, whether this process is the chief, and (chief only: the
+other workers write no checkpoints) the GMM mixing weights of the saved model.
 """
 
 import json
@@ -19,16 +20,18 @@ def main():
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from hparams import get_preset
-    from sketchtk.training.distribute import get_strategy
+    from sketchtk.training.distribute import get_strategy, is_chief
     from sketchtk.training.trainer import load_trained_model, train_and_evaluate
 
     strategy = get_strategy(kind)
     hp = get_preset("smoke").replace(num_steps=steps, eval_every=2)
     result = train_and_evaluate(hp, log_root, strategy=strategy, verbose=0)
-    model, _ = load_trained_model(log_root, which="latest")
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, "steps": result.steps,
-                      "alpha": [float(a) for a in model.gmm.alpha.numpy()],
-                      "best": result.best_value}))
+    out = {"replicas": strategy.num_replicas_in_sync, "steps": result.steps,
+           "chief": is_chief(strategy)}
+    if out["chief"]:  # only the chief writes checkpoints
+        model, _ = load_trained_model(log_root, which="latest")
+        out.update(alpha=[float(a) for a in model.gmm.alpha.numpy()], best=result.best_value)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

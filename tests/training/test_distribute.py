@@ -62,4 +62,9 @@ def test_multi_worker_on_loopback(tmp_path):
         procs.append(_run([str(tmp_path / f"w{i}"), "auto", "2"], env={"TF_CONFIG": tf_config}))
     results = [_result(p, timeout=600) for p in procs]
     assert all(r["replicas"] == 2 and r["steps"] == 2 for r in results)
-    np.testing.assert_allclose(results[0]["alpha"], results[1]["alpha"], rtol=1e-6)
+    assert [r["chief"] for r in results] == [True, False]
+    alpha = np.array(results[0]["alpha"])
+    assert np.all(np.isfinite(alpha)) and abs(alpha.sum() - 1.0) < 1e-5
+    assert np.isfinite(results[0]["best"])
+    # The second worker trained in lockstep but wrote no checkpoint of its own.
+    assert not os.path.exists(tmp_path / "w1" / "ckpt")
