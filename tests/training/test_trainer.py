@@ -100,7 +100,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         return out, aux
 
     monkeypatch.setattr(SketchVAE, "compute_losses", poisoned)
-    hp = get_preset("smoke").replace(num_steps=6, eval_every=2)
+    hp = get_preset("smoke").replace(num_steps=4, eval_every=2)
     with pytest.raises(trainer.TrainingDiverged, match="step 3"):
         trainer.train_and_evaluate(hp, str(tmp_path), verbose=0)
     manager = CheckpointManager(str(tmp_path))
