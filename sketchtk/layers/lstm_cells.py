@@ -218,21 +218,34 @@ class FusedRecurrentCell(keras.layers.Layer):
         bias = self.input_bias()
         return out if bias is None else out + bias[:, None]
 
-    def step(self, projected_input, state):
+    def step_constants(self):
+        """The loop-invariant tensors of :meth:`step` (transposed kernels, column vectors).
+
+        A decoding loop computes them once and passes them to every ``step``; inside a
+        ``tf.while_loop`` TensorFlow would otherwise redo the transposes at each step.
+        """
+        return [tf.transpose(tf.convert_to_tensor(self.recurrent_kernel))] + list(
+            self._cell_weights())
+
+    def step(self, projected_input, state, constants=None):
         """One inference step (no dropout).
 
         Args:
             projected_input: ``[B, G]`` from :meth:`project_inputs`.
             state: list of ``[B, s]``.
+            constants: optional result of :meth:`step_constants` (computed here when None).
 
         Returns:
             ``(h [B, N], new_state)``, ``new_state`` a list of ``[B, s]``.
         """
+        if constants is None:
+            constants = self.step_constants()
+        w_rec_t, weights = constants[0], list(constants[1:])
         state = [_columns(tf.convert_to_tensor(s, self.compute_dtype)) for s in state]
-        r = tf.matmul(tf.transpose(tf.convert_to_tensor(self.recurrent_kernel)), state[0])
+        r = tf.matmul(w_rec_t, state[0])
         new_state, _ = self._step_fns().forward(
             r, _columns(tf.convert_to_tensor(projected_input, self.compute_dtype)), None,
-            state[1:], self._cell_weights())
+            state[1:], weights)
         new_state = [_columns(s) for s in new_state]
         return new_state[0], new_state
 

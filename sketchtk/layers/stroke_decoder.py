@@ -120,7 +120,11 @@ class StrokeDecoder(keras.layers.Layer):
         bias = self.cell.input_bias()
         return out if bias is None else out + bias
 
-    def step(self, x_t, z, state, latent_projection=None):
+    def step_constants(self):
+        """Loop-invariant tensors of :meth:`step`, to compute once per decoding loop."""
+        return [tf.convert_to_tensor(self.cell.input_kernel)[:5]] + self.cell.step_constants()
+
+    def step(self, x_t, z, state, latent_projection=None, constants=None):
         """One decoding step (inference; no dropout).
 
         Args:
@@ -129,6 +133,7 @@ class StrokeDecoder(keras.layers.Layer):
             state: the cell's state list (``[B, s]`` each), from ``initial_state`` or ``step``.
             latent_projection: optional ``[B, G]`` from ``latent_projection(z)``, computed once
                 per sequence to save the z matmul at every step.
+            constants: optional result of :meth:`step_constants` (computed here when None).
 
         Returns:
             ``(params_t [B, 6M + 3], new_state)``.
@@ -136,9 +141,10 @@ class StrokeDecoder(keras.layers.Layer):
         x_t = tf.convert_to_tensor(x_t, self.compute_dtype)
         if latent_projection is None:
             latent_projection = self.latent_projection(z)
-        kernel = tf.convert_to_tensor(self.cell.input_kernel)
-        px = tf.matmul(x_t, kernel[:5]) + latent_projection
-        h, new_state = self.cell.step(px, state)
+        if constants is None:
+            constants = self.step_constants()
+        px = tf.matmul(x_t, constants[0]) + latent_projection
+        h, new_state = self.cell.step(px, state, constants[1:])
         return self.head(h), new_state
 
     def call(self, inputs, z, training=None):

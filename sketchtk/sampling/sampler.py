@@ -78,6 +78,7 @@ class Sampler:
         batch = tf.shape(z)[0]
         state = self.decoder.initial_state(z)
         projected_z = self.decoder.latent_projection(z)  # once per sequence, not per step
+        constants = self.decoder.step_constants()          # transposed kernels, once
         start = tf.tile(tf.constant([[0.0, 0.0, 1.0, 0.0, 0.0]]), [batch, 1])
         out = tf.TensorArray(tf.float32, size=self.max_len, element_shape=[None, 5])
         done = tf.zeros([batch], tf.bool)
@@ -87,7 +88,7 @@ class Sampler:
             return tf.logical_and(t < self.max_len, tf.logical_not(tf.reduce_all(done)))
 
         def body(t, x, state, done, out):
-            params, new_state = self.decoder.step(x, z, state, projected_z)
+            params, new_state = self.decoder.step(x, z, state, projected_z, constants)
             step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
             point, pen = sample_point(params, temperature, step_seed)
             point = tf.where(done[:, None], end_row, point)

@@ -72,8 +72,11 @@ def test_sampler_stops_when_every_sketch_has_ended(model):
         def latent_projection(self, z):
             return self.inner.latent_projection(z)
 
-        def step(self, x, z, state, projected=None):
-            params, state = self.inner.step(x, z, state, projected)
+        def step_constants(self):
+            return self.inner.step_constants()
+
+        def step(self, x, z, state, projected=None, constants=None):
+            params, state = self.inner.step(x, z, state, projected, constants)
             pen = tf.constant([[-50.0, -50.0, 50.0]])
             return tf.concat([tf.zeros_like(params[:, :3]) + pen, params[:, 3:]], 1), state
 
