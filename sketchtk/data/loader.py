@@ -112,15 +112,19 @@ def load_sketch_data(data_dir=None, categories=None, num_per_category=70000, max
             sketches = data[split]
             if split == "train":
                 sketches = sketches[:num_per_category]
-            kept = _clean(sketches, max_seq_len, dropped[split])
+            counts = {}
+            kept = _clean(sketches, max_seq_len, counts)
+            if counts:
+                logging.warning("%s, split %r: dropped %s", category_path(data_dir, category),
+                                split, counts)
+                for reason, n in counts.items():
+                    dropped[split][reason] = dropped[split].get(reason, 0) + n
             raw[split][0].extend(kept)
             raw[split][1].extend([label] * len(kept))
     for split in splits:
         if not raw[split][0]:
             raise DataError(f"{data_dir}: split {split!r} has no usable sketch for {list(categories)} "
                             f"(dropped: {dropped[split]})")
-        if dropped[split]:
-            logging.warning("%s/%s: dropped %s", data_dir, split, dropped[split])
     if scale_factor is None:
         if "train" not in raw:
             raise DataError("scale_factor must be given when the train split is not loaded")

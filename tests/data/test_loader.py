@@ -69,9 +69,13 @@ def two_categories(tmp_path_factory, sheep):
     return directory, halves
 
 
-def test_dropped_counts(dirty):
+def test_dropped_counts(dirty, caplog):
     directory, cap, _ = dirty
-    data = load_sketch_data(directory, ["sheep"], max_seq_len=cap)
+    with caplog.at_level("WARNING"):
+        data = load_sketch_data(directory, ["sheep"], max_seq_len=cap)
+    # The summary names the file and the split.
+    assert "sheep.npz, split 'train': dropped" in caplog.text
+    assert "'too_long': 1" in caplog.text
     assert data.dropped == {"train": {"empty": 2, "non_finite": 2, "too_long": 1},
                             "valid": {"too_long": 1}, "test": {}}
     assert {s: len(data[s]) for s in data.splits} == {"train": 40, "valid": 16, "test": 16}
