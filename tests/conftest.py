@@ -9,6 +9,15 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
 @pytest.fixture(scope="session")
+def sheep_sketches():
+    """Real stroke-3 sheep (int16, as stored) from every split of ``fixtures/sheep_small.npz``."""
+    from sketchtk.data.npz_io import load_stroke_npz
+
+    data = load_stroke_npz(os.path.join(FIXTURES, "sheep_small.npz"))
+    return data["train"] + data["valid"] + data["test"]
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """``log_root`` of a 6-step ``smoke`` RPCL-pix2seq run on the embedded QuickDraw subset."""
     from hparams import get_preset

@@ -38,13 +38,13 @@ def load_samples(sample_dir):
 
 def encode_sketches(model, sketches, batch_size=256):
     """Latent means of stroke-3 sketches (data units), via the model's own input path."""
+    if model.hparams.model == "sketch_rnn":
+        raise ValueError("Ret re-encodes images; sketch_rnn's encoder reads strokes: use "
+                         "encode_split-style stroke batches for it")
     images = render_sketches(list(sketches), width=model.hparams.png_width)
     codes = []
     for lo in range(0, len(images), batch_size):
         batch = {"images": images[lo:lo + batch_size]}
-        if model.hparams.model == "sketch_rnn":
-            raise ValueError("Ret re-encodes images; sketch_rnn's encoder reads strokes: use "
-                             "encode_split-style stroke batches for it")
         codes.append(model.encode(batch, training=False)[0].numpy())
     return np.concatenate(codes, axis=0), images
 

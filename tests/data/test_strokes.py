@@ -1,22 +1,17 @@
 """Tests of sketchtk.data.strokes on real sheep drawings (NumPy and TF versions, eager and in map)."""
 
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from sketchtk.data import strokes as S
-from sketchtk.data.npz_io import load_stroke_npz
 
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "sheep_small.npz")
 
 
 @pytest.fixture(scope="module")
-def sketches():
-    """Real stroke-3 sketches (int16, as stored) from every split of the fixture."""
-    data = load_stroke_npz(FIXTURE)
-    return data["train"] + data["valid"] + data["test"]
+def sketches(sheep_sketches):
+    return sheep_sketches
 
 
 @pytest.fixture(scope="module")

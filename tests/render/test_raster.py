@@ -4,17 +4,14 @@ XLA compiles one executable per padded shape (~2 s each on 2 cores), so the test
 shapes: the fixture's splits rendered as whole jobs, and tiny sketches (one 8-sketch bucket).
 """
 
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from absl import logging
 
-from sketchtk.data.npz_io import load_stroke_npz
 from sketchtk.render import raster, svg
 
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "sheep_small.npz")
 
 TINY = {  # all tiny: one padded shape for every case below
     "empty": np.zeros((0, 3), np.float32),
@@ -29,9 +26,8 @@ TINY = {  # all tiny: one padded shape for every case below
 
 
 @pytest.fixture(scope="module")
-def sheep():
-    splits = load_stroke_npz(FIXTURE)
-    return splits["train"] + splits["valid"] + splits["test"]
+def sheep(sheep_sketches):
+    return sheep_sketches
 
 
 @pytest.fixture(scope="module")
