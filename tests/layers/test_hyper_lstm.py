@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from sketchtk.layers import lstm_cells
 from sketchtk.layers.hyper_lstm import HyperLSTMCell
-from tests.layer_checks import check_layer
+from tests.layer_checks import assert_grads_close, check_layer
 from tests.layer_checks import np_layer_norm as _ln
 from tests.layer_checks import np_sigmoid as _sigmoid
 
@@ -154,7 +154,7 @@ def test_gradient_matches_autodiff(jit_compile, chunk, monkeypatch):
         np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
         for name, g, r in zip([w.name for w in cell.trainable_weights] + ["x", "h", "hh", "c",
                                                                           "hc"], grads, ref):
-            np.testing.assert_allclose(g, r, rtol=1e-4, atol=2e-5, err_msg=name)
+            assert_grads_close(g, r, atol=2e-5, err_msg=name)
 
 
 def test_config_round_trip_keeps_hyper_sizes():
