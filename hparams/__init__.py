@@ -3,6 +3,8 @@
 - ``paper``: the RPCL-pix2seq paper's full size (HyperLSTM 2048, batch 128); GPU-sized.
 - ``default``: CPU-sized (HyperLSTM 512, batch 64) on the embedded QuickDraw subset.
 - ``smoke``: a tiny model that trains in seconds, for tests and a first look.
+- ``chirodiff``, ``sketchknitter``: stroke diffusion as in those releases (CPU-sized);
+  ``diffusion_smoke``: a tiny stroke-diffusion model for tests.
 """
 
 from sketchtk.config import HParams
@@ -14,6 +16,9 @@ PRESETS = {
     "paper": presets.paper,
     "default": presets.default,
     "smoke": presets.smoke,
+    "chirodiff": presets.chirodiff,
+    "sketchknitter": presets.sketchknitter,
+    "diffusion_smoke": presets.diffusion_smoke,
 }
 
 

@@ -44,3 +44,46 @@ def smoke():
         max_seq_len=200,
         classifier_epochs=1,
     )
+
+
+def chirodiff():
+    """ChiroDiff's configuration (dasayan05/chirodiff config.yml): bi-GRU 3 x 96, random-Fourier
+    time embedding of size 8, linear schedule, eps-prediction, pen diffused as a channel, AdamW 1e-3
+    (weight decay 1e-2), gradient norm clip 0.1, EMA 0.9999, arc-length resampling at 0.05 of the
+    radius. T = 100 as in its README (its config.yml has 35); ``representation=absolute`` gives
+    ``threeseqabs``. Sized for the embedded data on a CPU: batch 64, 3000 steps."""
+    return HParams(
+        model="stroke_diffusion", categories=DEFAULT_CATEGORIES, denoiser="bigru",
+        denoiser_units=96, denoiser_layers=3, representation="delta", diffusion_steps=100,
+        schedule="linear", parametrisation="eps", pen_mode="channel", time_embedding="fourier",
+        time_embedding_dim=8, learning_rate=1e-3, weight_decay=1e-2, grad_clip=0.1,
+        ema_decay=0.9999, resample_spacing=0.05, max_seq_len=160, random_scale_factor=0.1,
+        augment_stroke_prob=0.0, batch_size=64, num_steps=3000, eval_every=250, log_every=10,
+        early_stop_patience=1000)
+
+
+def sketchknitter():
+    """SketchKnitter's configuration (wangqiang9/SketchKnitter sketch_diffusion/script_util.py,
+    train.sh): delta (stroke-3) sequences of at most 96 points, T = 1000 linear, eps-prediction, a
+    separate pen head with cross-entropy weight 0.01, AdamW 1e-4, EMA 0.9999; the denoiser is a
+    1-D UNet convolving along the point axis (its release convolves across the 96 points as
+    channels). Sized for the embedded data on a CPU: 64 base channels, batch 64, 3000 steps."""
+    return HParams(
+        model="stroke_diffusion", categories=DEFAULT_CATEGORIES, denoiser="unet1d",
+        denoiser_units=64, denoiser_layers=3, representation="delta", diffusion_steps=1000,
+        schedule="linear", parametrisation="eps", pen_mode="head", pen_loss_weight=0.01,
+        time_embedding="sinusoidal", time_embedding_dim=64, learning_rate=1e-4, weight_decay=0.0,
+        grad_clip=1.0, ema_decay=0.9999, max_seq_len=96, random_scale_factor=0.0,
+        augment_stroke_prob=0.0, batch_size=64, num_steps=3000, eval_every=250, log_every=10,
+        early_stop_patience=1000)
+
+
+def diffusion_smoke():
+    """A tiny stroke-diffusion model for tests and first runs (bi-GRU 2 x 32, T = 20)."""
+    return HParams(
+        model="stroke_diffusion", categories=DEFAULT_CATEGORIES, denoiser="bigru",
+        denoiser_units=32, denoiser_layers=2, denoiser_heads=2, representation="delta",
+        diffusion_steps=20, schedule="linear", pen_mode="channel", time_embedding_dim=8,
+        cond_dim=8, learning_rate=3e-3, weight_decay=0.0, grad_clip=1.0, ema_decay=0.99,
+        max_seq_len=200, random_scale_factor=0.0, augment_stroke_prob=0.0, batch_size=16,
+        num_steps=6, eval_every=3, log_every=1)

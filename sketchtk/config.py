@@ -12,7 +12,14 @@ import math
 
 from sketchtk.errors import ConfigError
 
-MODELS = ("rpcl_pix2seq", "sketch_pix2seq", "sketch_rnn", "sketch_a_net")
+MODELS = ("rpcl_pix2seq", "sketch_pix2seq", "sketch_rnn", "sketch_a_net", "stroke_diffusion")
+# stroke_diffusion choices (sketchtk.layers.denoisers, sketchtk.diffusion, sketchtk.data.point_sequences)
+DENOISERS = ("bigru", "transformer", "unet1d")
+REPRESENTATIONS = ("delta", "absolute")
+SCHEDULES = ("linear", "cosine")
+PARAMETRISATIONS = ("eps", "x0", "v")
+PEN_MODES = ("head", "channel")
+TIME_EMBEDDINGS = ("fourier", "sinusoidal")
 DEC_MODELS = ("lstm", "layer_norm", "hyper")
 
 
@@ -52,7 +59,7 @@ class HParams:
     num_per_category: int = 70000  # training sketches per category (at most)
 
     # --- sketchtk additions ---
-    model: str = "rpcl_pix2seq"  # rpcl_pix2seq | sketch_pix2seq | sketch_rnn | sketch_a_net
+    model: str = "rpcl_pix2seq"  # rpcl_pix2seq | sketch_pix2seq | sketch_rnn | sketch_a_net | stroke_diffusion
     mdn_components: int = 20  # bivariate Gaussians in the stroke decoder's output mixture
     hyper_num_units: int = 256  # HyperLSTM's small LSTM
     hyper_embedding_size: int = 32
@@ -73,6 +80,27 @@ class HParams:
     seed: int = 0
     classifier_epochs: int = 20  # sketch_a_net: passes over the training images
 
+    # --- stroke_diffusion (ChiroDiff / SketchKnitter family; ALGORITHMS.md 4) ---
+    denoiser: str = "bigru"  # bigru | transformer | unet1d
+    denoiser_units: int = 96  # GRU units / transformer width / UNet base channels (ChiroDiff 96)
+    denoiser_layers: int = 3  # GRU layers / transformer blocks / UNet levels (ChiroDiff 3)
+    denoiser_heads: int = 4  # transformer attention heads
+    representation: str = "delta"  # delta (offsets) | absolute (positions)
+    diffusion_steps: int = 100  # T (ChiroDiff README 100, its config 35; SketchKnitter 1000)
+    schedule: str = "linear"  # linear (beta 1e-4..2e-2 scaled by 1000/T) | cosine
+    parametrisation: str = "eps"  # what the denoiser predicts: eps | x0 | v
+    pen_mode: str = "channel"  # channel: pen diffused, thresholded (ChiroDiff); head: CE head (SketchKnitter)
+    pen_loss_weight: float = 0.01  # weight of the pen head's cross-entropy (SketchKnitter 0.01)
+    time_embedding: str = "fourier"  # fourier (random Fourier, ChiroDiff) | sinusoidal
+    time_embedding_dim: int = 8  # ChiroDiff arch_pe_dim 8
+    class_conditional: bool = False  # condition the denoiser on the category label
+    cond_dim: int = 32  # size of the class embedding
+    cfg_drop_prob: float = 0.1  # classifier-free guidance: drop the label with this probability
+    ema_decay: float = 0.9999  # EMA of the weights used for sampling (with a num-updates warm-up)
+    weight_decay: float = 0.01  # AdamW weight decay (ChiroDiff 1e-2)
+    resample_spacing: float = 0.0  # arc-length resampling, fraction of the radius; 0 = off (ChiroDiff 0.05)
+    rdp_epsilon: float = 0.0  # RDP after resampling, fraction of the radius; 0 = off
+
     def replace(self, **changes):
         """A copy with ``changes`` applied and validated."""
         return dataclasses.replace(self, **changes).validated()
@@ -87,6 +115,11 @@ class HParams:
             bad("dec_model", f"unknown decoder; choose one of {list(DEC_MODELS)}")
         if not self.categories:
             bad("categories", "needs at least one category")
+        for key, allowed in (("denoiser", DENOISERS), ("representation", REPRESENTATIONS),
+                             ("schedule", SCHEDULES), ("parametrisation", PARAMETRISATIONS),
+                             ("pen_mode", PEN_MODES), ("time_embedding", TIME_EMBEDDINGS)):
+            if getattr(self, key) not in allowed:
+                bad(key, f"unknown value; choose one of {list(allowed)}")
         # NaN passes every `<`/`<=` range check below, so reject it once for all float fields.
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -94,7 +127,9 @@ class HParams:
                 bad(field.name, "must be a number, not NaN")
         for key in ("num_steps", "dec_rnn_size", "z_size", "batch_size", "num_mixture", "num_sub",
                     "png_width", "num_per_category", "mdn_components", "save_every", "rpcl_every",
-                    "early_stop_patience", "log_every", "hyper_num_units", "enc_rnn_size"):
+                    "early_stop_patience", "log_every", "hyper_num_units", "enc_rnn_size",
+                    "denoiser_units", "denoiser_layers", "denoiser_heads", "diffusion_steps",
+                    "cond_dim"):
             if getattr(self, key) < 1:
                 bad(key, "must be >= 1")
         for key in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
@@ -103,6 +138,18 @@ class HParams:
         for key in ("random_scale_factor", "augment_stroke_prob", "gmm_ema_rate"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 bad(key, "must be in [0, 1)")
+        for key in ("cfg_drop_prob", "ema_decay"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                bad(key, "must be in [0, 1)")
+        for key in ("pen_loss_weight", "weight_decay", "resample_spacing", "rdp_epsilon"):
+            if not 0.0 <= getattr(self, key) < math.inf:
+                bad(key, "must be a finite number >= 0")
+        if self.time_embedding_dim < 2 or self.time_embedding_dim % 2:
+            bad("time_embedding_dim", "must be an even number >= 2 (sin and cos pairs)")
+        if self.denoiser == "transformer" and self.denoiser_units % self.denoiser_heads:
+            bad("denoiser_units", f"must be divisible by denoiser_heads={self.denoiser_heads}")
+        if self.denoiser == "unet1d" and self.denoiser_layers > 3:
+            bad("denoiser_layers", "unet1d has at most 3 levels (lengths are padded to 8)")
         if not 0.0 < self.png_scale_ratio <= 1.0:
             bad("png_scale_ratio", "must be in (0, 1]")
         if self.max_seq_len == 0 or self.max_seq_len < -1:

@@ -5,6 +5,12 @@ Each batch is a dict:
 - ``images``: uint8 ``[B, W, W]`` rendered from the *same* (augmented) strokes;
 - ``labels``: int32 ``[B]`` category indices; ``lengths``: int32 ``[B]`` real points.
 
+For ``hparams.model == "stroke_diffusion"`` the batch holds point sequences instead
+(``sketchtk.data.point_sequences``): ``points`` float32 ``[B, max_seq_len, 3]`` in the
+``hparams.representation`` (zero-padded), ``mask`` float32 ``[B, max_seq_len]``, ``labels``,
+``lengths``, ``index``; no images are rendered. ``data`` is then the output of
+``point_sequences.prepare_point_data`` (resampled, ``max_seq_len`` = the padded length).
+
 Training order is a stateless function of ``(seed, global example index g)``: pass ``p = g // N``
 visits the examples in the permutation ``index_shuffle(., seed=(seed, p))`` and example ``g`` is
 augmented with seed ``(seed, g)``. Resuming at step ``k`` starts the index stream at ``k * B``
@@ -15,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from sketchtk.data import augment
+from sketchtk.data import point_sequences
 from sketchtk.render.raster import render_batch
 
 
@@ -66,6 +73,9 @@ def make_dataset(data, split, hparams, training, start_step=0, images=None,
         raise ValueError("pre-rendered images cannot be used with stroke augmentation")
     stored_images = None if images is None else tf.constant(images, tf.uint8)
     seed = hparams.seed
+    point_mode = hparams.model == "stroke_diffusion"
+    if point_mode and images is not None:
+        raise ValueError("a stroke_diffusion dataset has no images")
 
     def example(g):
         if training:
@@ -80,10 +90,18 @@ def make_dataset(data, split, hparams, training, start_step=0, images=None,
             sketch = augment.augment_strokes(
                 sketch, tf.stack([tf.cast(seed, tf.int64), g]),
                 hparams.random_scale_factor, hparams.augment_stroke_prob)
+        if point_mode:
+            sketch = point_sequences.tf_to_points(sketch, hparams.representation)
         out = {"sketch": sketch, "labels": labels[idx], "index": idx}
         if stored_images is not None:
             out["images"] = stored_images[idx]
         return out
+
+    def finish_points(batch, step_seed):
+        del step_seed
+        points, mask, lengths = point_sequences.to_point_batch(batch["sketch"], max_len)
+        return {"points": points, "mask": mask, "labels": batch["labels"], "lengths": lengths,
+                "index": batch["index"]}
 
     def finish(batch, step_seed):
         strokes5, lengths = to_stroke5_batch(batch["sketch"], max_len)
@@ -109,8 +127,9 @@ def make_dataset(data, split, hparams, training, start_step=0, images=None,
         indices = tf.data.Dataset.range(n)
     ds = indices.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.ragged_batch(batch_size, drop_remainder=training)
+    finisher = finish_points if point_mode else finish
     ds = ds.enumerate(start=start_step).map(
-        lambda i, b: finish(b, i), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        lambda i, b: finisher(b, i), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     options = tf.data.Options()
     options.deterministic = True
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
