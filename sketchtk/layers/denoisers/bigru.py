@@ -3,11 +3,12 @@
 import keras
 import tensorflow as tf
 
-from sketchtk.layers.denoisers.time_embedding import TimeEmbedding, per_point_context
+from sketchtk.layers.denoisers.base import DenoiserBase
+from sketchtk.layers.denoisers.time_embedding import per_point_context
 
 
 @keras.saving.register_keras_serializable(package="sketchtk")
-class BiGRUDenoiser(keras.layers.Layer):
+class BiGRUDenoiser(DenoiserBase):
     """Bidirectional GRU denoiser (ChiroDiff ``models/score.py:50-77, 110-113, 146-147``).
 
     Each point sees its features, the time embedding and the conditioning vector; ``num_layers``
@@ -35,14 +36,8 @@ class BiGRUDenoiser(keras.layers.Layer):
 
     def __init__(self, out_channels, units=96, num_layers=3, time_embedding="fourier",
                  time_embedding_dim=8, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        self.out_channels = int(out_channels)
-        self.units = int(units)
-        self.num_layers = int(num_layers)
-        self.time_embedding = time_embedding
-        self.time_embedding_dim = int(time_embedding_dim)
-        self.seed = int(seed)
-        self.temb = TimeEmbedding(time_embedding_dim, time_embedding, seed=seed, name="temb")
+        super().__init__(out_channels, units, num_layers, time_embedding, time_embedding_dim,
+                         seed, **kwargs)
         self.rnns = [keras.layers.Bidirectional(
             keras.layers.GRU(self.units, return_sequences=True, seed=seed + i), name=f"bigru_{i}")
             for i in range(self.num_layers)]
@@ -68,8 +63,3 @@ class BiGRUDenoiser(keras.layers.Layer):
             h = rnn(h, mask=mask, training=training)
         h = self.proj(h)
         return self.head(tf.concat([h, ctx], axis=-1))
-
-    def get_config(self):
-        return {**super().get_config(), "out_channels": self.out_channels, "units": self.units,
-                "num_layers": self.num_layers, "time_embedding": self.time_embedding,
-                "time_embedding_dim": self.time_embedding_dim, "seed": self.seed}

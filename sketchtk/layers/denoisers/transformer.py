@@ -5,7 +5,8 @@ import math
 import keras
 import tensorflow as tf
 
-from sketchtk.layers.denoisers.time_embedding import TimeEmbedding, per_point_context
+from sketchtk.layers.denoisers.base import DenoiserBase
+from sketchtk.layers.denoisers.time_embedding import per_point_context
 
 
 def sinusoidal_positions(length, dim):
@@ -17,7 +18,7 @@ def sinusoidal_positions(length, dim):
 
 
 @keras.saving.register_keras_serializable(package="sketchtk")
-class TransformerDenoiser(keras.layers.Layer):
+class TransformerDenoiser(DenoiserBase):
     """Transformer encoder denoiser (ChiroDiff ``models/score.py:10-47``).
 
     Point features, time embedding and conditioning are embedded to ``units``, a sinusoidal
@@ -35,15 +36,9 @@ class TransformerDenoiser(keras.layers.Layer):
 
     def __init__(self, out_channels, units=96, num_layers=3, num_heads=4, time_embedding="fourier",
                  time_embedding_dim=8, seed=0, **kwargs):
-        super().__init__(**kwargs)
-        self.out_channels = int(out_channels)
-        self.units = int(units)
-        self.num_layers = int(num_layers)
+        super().__init__(out_channels, units, num_layers, time_embedding, time_embedding_dim,
+                         seed, **kwargs)
         self.num_heads = int(num_heads)
-        self.time_embedding = time_embedding
-        self.time_embedding_dim = int(time_embedding_dim)
-        self.seed = int(seed)
-        self.temb = TimeEmbedding(time_embedding_dim, time_embedding, seed=seed, name="temb")
         self.embed = keras.layers.Dense(self.units, name="embed")
         self.blocks = []
         for i in range(self.num_layers):
@@ -84,7 +79,4 @@ class TransformerDenoiser(keras.layers.Layer):
         return self.head(tf.concat([h, ctx], axis=-1))
 
     def get_config(self):
-        return {**super().get_config(), "out_channels": self.out_channels, "units": self.units,
-                "num_layers": self.num_layers, "num_heads": self.num_heads,
-                "time_embedding": self.time_embedding,
-                "time_embedding_dim": self.time_embedding_dim, "seed": self.seed}
+        return {**super().get_config(), "num_heads": self.num_heads}

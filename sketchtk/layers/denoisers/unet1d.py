@@ -3,11 +3,11 @@
 import keras
 import tensorflow as tf
 
-from sketchtk.layers.denoisers.time_embedding import TimeEmbedding
+from sketchtk.layers.denoisers.base import DenoiserBase
 
 
 @keras.saving.register_keras_serializable(package="sketchtk")
-class UNet1DDenoiser(keras.layers.Layer):
+class UNet1DDenoiser(DenoiserBase):
     """1-D UNet over points (the architecture family of SketchKnitter ``sketch_diffusion/unet.py``).
 
     SketchKnitter's release feeds ``[B, 96, 2]`` to ``Conv1d`` layers with ``in_channels = 96``
@@ -33,17 +33,11 @@ class UNet1DDenoiser(keras.layers.Layer):
 
     def __init__(self, out_channels, units=64, num_layers=3, time_embedding="sinusoidal",
                  time_embedding_dim=64, seed=0, **kwargs):
-        super().__init__(**kwargs)
         if not 1 <= num_layers <= len(self.MULTS):
             raise ValueError(f"unet1d supports 1-{len(self.MULTS)} levels, got {num_layers}")
-        self.out_channels = int(out_channels)
-        self.units = int(units)
-        self.num_layers = int(num_layers)
-        self.time_embedding = time_embedding
-        self.time_embedding_dim = int(time_embedding_dim)
-        self.seed = int(seed)
+        super().__init__(out_channels, units, num_layers, time_embedding, time_embedding_dim,
+                         seed, **kwargs)
         emb = 4 * self.units
-        self.temb = TimeEmbedding(time_embedding_dim, time_embedding, seed=seed, name="temb")
         self.emb1 = keras.layers.Dense(emb, activation="silu", name="emb1")
         self.emb2 = keras.layers.Dense(emb, name="emb2")
         self.stem = keras.layers.Dense(self.units, name="stem")
@@ -122,8 +116,3 @@ class UNet1DDenoiser(keras.layers.Layer):
             mask = masks[i]
             h = self._apply_res(self.up_blocks[i], tf.concat([h, skips[i]], axis=-1), emb, mask)
         return self.head(tf.nn.silu(self.out_norm(h)))
-
-    def get_config(self):
-        return {**super().get_config(), "out_channels": self.out_channels, "units": self.units,
-                "num_layers": self.num_layers, "time_embedding": self.time_embedding,
-                "time_embedding_dim": self.time_embedding_dim, "seed": self.seed}
