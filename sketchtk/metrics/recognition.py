@@ -25,7 +25,7 @@ def predict_labels(classifier, images, batch_size=256):
     return np.argmax(np.asarray(logits), axis=-1).astype(np.int64)
 
 
-def recognition_accuracy(classifier, images, labels, categories, batch_size=256):
+def recognition_accuracy(classifier, images, labels, categories, batch_size=256, counted_wrong=None):
     """Rec: classifier accuracy on (generated) sketch images, overall and per category.
 
     Args:
@@ -36,6 +36,9 @@ def recognition_accuracy(classifier, images, labels, categories, batch_size=256)
       labels: int ``[N]``, the category index each sketch was generated for.
       categories: list of category names, indexed by label.
       batch_size: prediction batch size.
+      counted_wrong: optional bool ``[N]``: images that count as misses whatever the classifier
+        predicts (``run_evaluation`` marks empty / degenerate samples so: a blank image must not
+        score by luck).
 
     Returns:
       ``{"rec": overall accuracy, "per_category": {name: accuracy}, "counts": {name: n}}``;
@@ -63,6 +66,11 @@ def recognition_accuracy(classifier, images, labels, categories, batch_size=256)
 
     predicted = predict_labels(classifier, images, batch_size=batch_size)
     correct = predicted == labels
+    if counted_wrong is not None:
+        counted_wrong = np.asarray(counted_wrong, bool)
+        if counted_wrong.shape != (num,):
+            raise ValueError(f"counted_wrong must have shape ({num},); got {counted_wrong.shape}")
+        correct &= ~counted_wrong
     per_category, counts = {}, {}
     for index, name in enumerate(categories):
         mask = labels == index

@@ -140,6 +140,36 @@ class SketchANet(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
+    def features(self, images, batch_size=256):
+        """Penultimate-layer (``fc7``) features ``float32 [N, dense_units]`` of uint8 images.
+
+        Inference mode (no dropout); these are the features of the FID / precision / recall
+        metrics (``sketchtk.metrics.sample_quality``).
+        """
+        return penultimate_features(self, images, batch_size=batch_size)
+
+
+def penultimate_features(classifier, images, batch_size=256):
+    """Input of ``classifier``'s final layer, ``float32 [N, D]``, for uint8 sketch images ``[N, W, W]``.
+
+    For ``SketchANet`` that is the ``fc7`` activation (after ReLU; dropout is off at inference);
+    the same rule (the input of the last layer, usually the logits ``Dense``) serves any
+    functional Keras classifier. Images are scaled by ``preprocess_images``.
+    """
+    x = preprocess_images(images)
+    expected = getattr(classifier, "input_shape", None)
+    if expected is not None and tuple(expected[1:3]) != tuple(x.shape[1:3]):
+        raise ValueError(f"classifier expects {tuple(expected[1:3])} images; got "
+                         f"{tuple(x.shape[1:3])}")
+    inputs = classifier.inputs[0] if len(classifier.inputs) == 1 else classifier.inputs
+    extractor = keras.Model(inputs, classifier.layers[-1].input,
+                            name=f"{classifier.name}_features")
+    dim = int(extractor.output_shape[-1])
+    # Eager batches: a fresh extractor under predict() would be traced anew on every call.
+    out = [np.asarray(extractor(x[lo:lo + int(batch_size)], training=False), np.float32)
+           for lo in range(0, len(x), int(batch_size))]
+    return np.concatenate(out, axis=0) if out else np.zeros((0, dim), np.float32)
+
 
 def train_classifier(images, labels, val_images=None, val_labels=None, num_classes=None, epochs=5,
                      batch_size=64, learning_rate=1e-3, seed=0, model_kwargs=None):
