@@ -1,4 +1,7 @@
-"""Evaluate generated sketches: Ret (latent retrieval) and Rec (classifier accuracy).
+"""Evaluate generated sketches of any model family: Ret, Rec, FID / precision / recall.
+
+Rec, FID, precision and recall need ``--classifier_dir``; FID / precision / recall are in the
+Sketch-a-Net's feature space, not comparable to Inception-space numbers in papers (README, Metrics).
 
 ``python retrieval.py --model_dir=DIR --sample_dir=DIR [--classifier_dir=DIR] [--data_dir=DIR]``
 (``--output_dir`` is accepted as an alias of ``--sample_dir``, as the reference code read it).
@@ -6,9 +9,14 @@ Prints the metrics and writes ``<sample_dir>/metrics.json`` and ``latent_space.p
 """
 
 import json
+import os
 import sys
 
-from absl import app, flags
+from sketchtk import cli
+
+cli.quiet_tensorflow()  # before anything imports TensorFlow
+
+from absl import app, flags  # noqa: E402
 
 flags.DEFINE_string("model_dir", "runs/default", "The sketch model (a train.py --log_root).")
 flags.DEFINE_string("sample_dir", None, "Where sample.py wrote samples.npz.")
@@ -25,15 +33,22 @@ def main(argv):
     sample_dir = FLAGS.sample_dir or FLAGS.output_dir
     if not sample_dir:
         raise app.UsageError("--sample_dir (or --output_dir) is required")
-    from sketchtk.errors import DataError
+    # checked before anything loads: a typo costs a second, not the model and test-set encoding
+    flag = "sample_dir" if FLAGS.sample_dir else "output_dir"
+    cli.check_dir(flag, sample_dir)
+    if not os.path.isfile(os.path.join(sample_dir, "samples.npz")):
+        raise app.UsageError(f"--{flag}={sample_dir}: has no samples.npz; run sample.py "
+                             f"--output_dir={sample_dir} first")
+    cli.check_run_dir("model_dir", FLAGS.model_dir)
+    if FLAGS.classifier_dir:
+        cli.check_run_dir("classifier_dir", FLAGS.classifier_dir)
+    cli.check_dir("data_dir", FLAGS.data_dir)
+    cli.check_positive("block_size", FLAGS.block_size)
     from sketchtk.metrics.evaluate import run_evaluation
-    try:
-        metrics = run_evaluation(FLAGS.model_dir, sample_dir, FLAGS.classifier_dir,
-                                 FLAGS.data_dir, FLAGS.block_size)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"retrieval.py: error: {err}")
+    metrics = run_evaluation(FLAGS.model_dir, sample_dir, FLAGS.classifier_dir,
+                             FLAGS.data_dir, FLAGS.block_size)
     sys.stdout.write(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -5,19 +5,22 @@
 [--interpolate=A,B]``
 """
 
-import sys
+from sketchtk import cli
 
-from absl import app, flags
+cli.quiet_tensorflow()  # before anything imports TensorFlow
+
+from absl import app, flags  # noqa: E402
+
 
 flags.DEFINE_string("model_dir", "runs/default", "A train.py --log_root.")
 flags.DEFINE_string("output_dir", "samples", "Where to write the sketches.")
-flags.DEFINE_integer("num_per_category", 300, "Samples per category.")
+flags.DEFINE_integer("num_per_category", 300, "Samples per category (>= 1).")
 flags.DEFINE_boolean("conditional", True, "Condition on test references (else: the learned prior).")
 flags.DEFINE_string("data_dir", None, "Test data (default: what the model was trained on).")
 flags.DEFINE_float("temperature", 0.24, "Sampling temperature.")
 flags.DEFINE_integer("component", None, "Unconditional: draw z from this GMM component.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_integer("batch_size", 100, "Sketches decoded at once.")
+flags.DEFINE_integer("batch_size", 100, "Sketches decoded at once (>= 1).")
 flags.DEFINE_list("interpolate", None, "Two pooled test indices A,B: a latent interpolation row.")
 flags.DEFINE_boolean("write_files", True, "Write per-sample svg/png/npy files.")
 FLAGS = flags.FLAGS
@@ -26,19 +29,35 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if FLAGS.interpolate is not None and len(FLAGS.interpolate) != 2:
-        raise app.UsageError("--interpolate takes two indices: A,B")
-    if FLAGS.temperature <= 0:
-        raise app.UsageError("--temperature must be positive")
-    from sketchtk.errors import DataError
+    # every flag is checked before the model loads: nothing is sampled or written on a typo
+    interpolate = _interpolation_flag(FLAGS.interpolate)
+    cli.check_positive("temperature", FLAGS.temperature)
+    cli.check_positive("num_per_category", FLAGS.num_per_category)
+    cli.check_positive("batch_size", FLAGS.batch_size)
+    if FLAGS.component is not None and FLAGS.component < 0:
+        raise app.UsageError(f"--component={FLAGS.component}: must be >= 0")
+    cli.check_run_dir("model_dir", FLAGS.model_dir)
+    cli.check_dir("data_dir", FLAGS.data_dir)
+    cli.check_dir("output_dir", FLAGS.output_dir, must_exist=False)
     from sketchtk.sampling.generate import run_sampling
+    run_sampling(FLAGS.model_dir, FLAGS.output_dir, FLAGS.num_per_category, FLAGS.conditional,
+                 FLAGS.data_dir, FLAGS.temperature, FLAGS.component, FLAGS.seed,
+                 FLAGS.batch_size, interpolate, FLAGS.write_files)
+
+
+def _interpolation_flag(values):
+    """``--interpolate=A,B`` as two ints (range checked against the test set later, still
+    before sampling)."""
+    if values is None:
+        return None
     try:
-        run_sampling(FLAGS.model_dir, FLAGS.output_dir, FLAGS.num_per_category, FLAGS.conditional,
-                     FLAGS.data_dir, FLAGS.temperature, FLAGS.component, FLAGS.seed,
-                     FLAGS.batch_size, FLAGS.interpolate, FLAGS.write_files)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        sys.exit(f"sample.py: error: {err}")
+        if len(values) != 2:
+            raise ValueError
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise app.UsageError(f"--interpolate={','.join(values)}: takes two integer indices A,B "
+                             "into the pooled test set, e.g. --interpolate=0,12") from None
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

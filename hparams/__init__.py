@@ -2,7 +2,8 @@
 
 - ``paper``: the RPCL-pix2seq paper's full size (HyperLSTM 2048, batch 128); GPU-sized.
 - ``default``: CPU-sized (HyperLSTM 512, batch 64) on the embedded QuickDraw subset.
-- ``smoke``: a tiny model that trains in seconds, for tests and a first look.
+- ``smoke``: a tiny model that trains in seconds, for tests.
+- ``quickstart``: the README's first run (about 2 minutes on 2 CPU cores, visible sketches).
 - ``chirodiff``, ``sketchknitter``: stroke diffusion as in those releases (CPU-sized);
   ``diffusion_smoke``: a tiny stroke-diffusion model for tests.
 """
@@ -16,6 +17,7 @@ PRESETS = {
     "paper": presets.paper,
     "default": presets.default,
     "smoke": presets.smoke,
+    "quickstart": presets.quickstart,
     "chirodiff": presets.chirodiff,
     "sketchknitter": presets.sketchknitter,
     "diffusion_smoke": presets.diffusion_smoke,

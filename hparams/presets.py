@@ -46,6 +46,29 @@ def smoke():
     )
 
 
+def quickstart():
+    """The README's first run: small enough to train in about 2 minutes on 2 CPU cores, trained
+    long enough (200 steps) that the samples are visible strokes (the ``smoke`` model, 6 steps,
+    mostly ends its sketches at once). An LSTM 128 decoder, z 16, batch 32, sketches capped at
+    100 points (4 of the 332 training drawings are longer), a doubled learning rate."""
+    return HParams(
+        categories=DEFAULT_CATEGORIES,
+        num_mixture=len(DEFAULT_CATEGORIES),
+        num_sub=1,
+        dec_model="lstm",
+        dec_rnn_size=128,
+        z_size=16,
+        mdn_components=10,
+        batch_size=32,
+        learning_rate=0.002,
+        num_steps=200,
+        eval_every=100,
+        gmm_warmup_steps=100,
+        log_every=20,
+        max_seq_len=100,
+    )
+
+
 def chirodiff():
     """ChiroDiff's configuration (dasayan05/chirodiff config.yml): bi-GRU 3 x 96, random-Fourier
     time embedding of size 8, linear schedule, eps-prediction, pen diffused as a channel, AdamW 1e-3

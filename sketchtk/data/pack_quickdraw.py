@@ -166,6 +166,10 @@ def collect_category(category, ndjson_dir, raw_ndjson_dir=None, max_per_category
     Returns:
       ``(splits, result)``: ``{split: list of int16 [N, 3] arrays}`` and a :class:`CategoryResult`.
 
+    A category too small for ``split`` to fill every split gives each empty split one drawing
+    (taken from the largest), since training needs all three; with fewer than 3 drawings a split
+    stays empty (logged), and :func:`pack_category` refuses to write it.
+
     Raises:
       DataError: the category file is in neither directory, a file cannot be read, or no valid
         drawing remains.
@@ -207,16 +211,34 @@ def collect_category(category, ndjson_dir, raw_ndjson_dir=None, max_per_category
                         f"{', '.join(p for p, _ in sources)} (see the skip counts logged above)")
     order = rng.permutation(len(kept))
     sizes = split_sizes(len(kept), fractions)
+    if 0 in sizes and len(kept) < len(sizes):
+        logging.warning("%s: only %d drawings, so a split is empty (train/valid/test %s)",
+                        category, len(kept), "/".join(map(str, sizes)))
+    elif 0 in sizes:
+        # train.py needs every split; a small category gives each empty split one drawing
+        fixed = at_least_one_each(sizes)
+        logging.warning("%s: %d drawings; split %s would leave a split empty, so each empty "
+                        "split takes one from the largest: train/valid/test %s", category,
+                        len(kept), "/".join(map(str, sizes)), "/".join(map(str, fixed)))
+        sizes = fixed
     splits, start = {}, 0
     for name, size in zip(npz_io.SPLITS, sizes):
         splits[name] = [kept[i] for i in order[start:start + size]]
         start += size
     result.sizes = {name: len(s) for name, s in splits.items()}
-    empty = [name for name, s in splits.items() if not s]
-    if empty:
-        logging.warning("%s: only %d drawings, so split(s) %s are empty", category, len(kept),
-                        empty)
     return splits, result
+
+
+def at_least_one_each(sizes):
+    """``sizes`` with every 0 raised to 1, each taken from the then-largest split (needs
+    ``sum(sizes) >= len(sizes)``)."""
+    sizes = list(sizes)
+    for i, size in enumerate(sizes):
+        if size == 0:
+            largest = max(range(len(sizes)), key=lambda j: (sizes[j], -j))
+            sizes[largest] -= 1
+            sizes[i] = 1
+    return tuple(sizes)
 
 
 def _check_max(max_per_category):
@@ -231,9 +253,16 @@ def _check_max(max_per_category):
 def pack_category(category, ndjson_dir, output_dir, **kwargs):
     """:func:`collect_category` then write ``output_dir/<category>.npz``; returns the result.
 
+    Raises DataError (writing nothing) when a split would be empty.
+
     ``kwargs`` are those of :func:`collect_category`.
     """
     splits, result = collect_category(category, ndjson_dir, **kwargs)
+    empty = [name for name in npz_io.SPLITS if not splits[name]]
+    if empty:
+        raise DataError(f"category {category!r}: only {sum(result.sizes.values())} valid "
+                        f"drawing(s), so split(s) {empty} would be empty; training needs at least "
+                        "one per split (train/valid/test), 3 in all")
     result.output_path = os.path.join(output_dir, category + ".npz")
     npz_io.save_stroke_npz(result.output_path, splits)
     logging.info("%s", result.summary())
@@ -312,21 +341,18 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def main(argv):
-    """Parse nothing but flags; :func:`pack` does the work. Exit status 1 on bad input."""
+    """Parse nothing but flags; :func:`pack` does the work. Bad input: a one-line
+    ``pack_quickdraw: error: ...`` (exit 1, 2 for bad flags) from :func:`sketchtk.cli.run`."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cfg = flags.FLAGS
-    try:
-        pack(cfg.categories, cfg.ndjson_dir, cfg.output_dir,
-             raw_ndjson_dir=cfg.raw_ndjson_dir, max_per_category=cfg.max_per_category,
-             split=cfg.split, seed=cfg.seed)
-    except (ConfigError, DataError) as err:
-        # Bad input is the user's to fix: the message says what and where; a traceback is noise.
-        logging.error("%s", err)
-        return 1
+    pack(cfg.categories, cfg.ndjson_dir, cfg.output_dir,
+         raw_ndjson_dir=cfg.raw_ndjson_dir, max_per_category=cfg.max_per_category,
+         split=cfg.split, seed=cfg.seed)
     return 0
 
 
 if __name__ == "__main__":
+    from sketchtk import cli
     define_flags()
-    app.run(main)
+    cli.run(main, prog="pack_quickdraw")

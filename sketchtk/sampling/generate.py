@@ -13,6 +13,7 @@ Files written to ``output_dir`` (the reference's names, plus a bundle and pictur
 """
 
 import os
+import time
 
 import numpy as np
 from absl import logging
@@ -108,6 +109,10 @@ def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, 
     Returns:
       dict with ``strokes``, ``names``, ``labels``, ``codes``, ``components``, ``ref_index``.
     """
+    if num_per_category < 1:
+        raise ValueError(f"num_per_category={num_per_category}: must be >= 1")
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be >= 1")
     model, config = load_trained_model(model_dir)
     categories = list(config["categories"])
     sampler = Sampler(model)
@@ -116,6 +121,8 @@ def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, 
     if conditional or interpolate is not None:
         test = load_test_set(config, data_dir)
         test_codes = encode_split(model, test)
+        if interpolate is not None:  # checked before any sampling, so nothing is written
+            _interpolation_pair(interpolate, len(test_codes))
     if conditional:
         ref = choose_references(test["test"].labels, num_per_category, len(categories), seed)
         codes = test_codes[ref]
@@ -134,7 +141,10 @@ def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, 
         names = ["uncond"] * total
     logging.info("sampling %d sketches (conditional=%s, temperature=%.2f)", len(codes),
                  conditional, temperature)
+    start = time.perf_counter()
     sketches = sampler.sample(codes, temperature, seed, batch_size=batch_size)
+    logging.info("sampled %d sketches in %.1f s", len(sketches), time.perf_counter() - start)
+    warn_if_degenerate(sketches)
     if write_files:
         _write_sample_files(output_dir, sketches, names, codes, components)
     strokes = np.empty(len(sketches), dtype=object)
@@ -146,11 +156,38 @@ def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, 
     order = _grid_order(labels, len(categories), per_row=10) if conditional else np.arange(
         min(len(sketches), 100))
     grid = [sketches[i] for i in order]
-    save_grid_png(grid, os.path.join(output_dir, "grid.png"), ncols=10)
-    save_grid_svg(grid, os.path.join(output_dir, "grid.svg"), ncols=10)
+    # conditional: one row per category when it has at most 10 samples
+    ncols = min(10, num_per_category) if conditional else 10
+    save_grid_png(grid, os.path.join(output_dir, "grid.png"), ncols=ncols)
+    save_grid_svg(grid, os.path.join(output_dir, "grid.svg"), ncols=ncols)
     if interpolate is not None:
         _interpolate(model, sampler, test_codes, interpolate, output_dir, temperature, seed)
     return {k: bundle[k] for k in ("strokes", "names", "labels", "codes", "components", "ref_index")}
+
+
+def _interpolation_pair(pair, n):
+    """``(a, b)`` as ints in ``[0, n)``; ValueError naming the flag otherwise."""
+    try:
+        a, b = (int(i) for i in pair)
+    except (TypeError, ValueError):
+        raise ValueError(f"--interpolate={','.join(map(str, pair))}: takes two integer indices "
+                         "A,B into the pooled test set") from None
+    if not (0 <= a < n and 0 <= b < n):
+        raise ValueError(f"--interpolate={a},{b}: indices must be in [0, {n}) (the pooled "
+                         "test set)")
+    return a, b
+
+
+def warn_if_degenerate(sketches, threshold=0.2):
+    """Log a warning when more than ``threshold`` of the sketches draw nothing (fewer than 2
+    points, or no segment with the pen down); returns how many do."""
+    empty = sum(1 for s in sketches
+                if len(s) < 2 or not np.any(np.asarray(s)[:-1, 2] < 0.5))
+    if sketches and empty > threshold * len(sketches):
+        logging.warning("%d of %d samples are empty (the model ends the sketch at once): train "
+                        "longer or use a larger preset (--preset=quickstart / default)",
+                        empty, len(sketches))
+    return empty
 
 
 def _grid_order(labels, num_categories, per_row):
@@ -159,10 +196,7 @@ def _grid_order(labels, num_categories, per_row):
 
 
 def _interpolate(model, sampler, test_codes, pair, output_dir, temperature, seed, steps=10):
-    a, b = (int(i) for i in pair)
-    n = len(test_codes)
-    if not (0 <= a < n and 0 <= b < n):
-        raise ValueError(f"--interpolate indices must be in [0, {n}) (the pooled test set)")
+    a, b = _interpolation_pair(pair, len(test_codes))
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     z = (1.0 - t) * test_codes[a][None] + t * test_codes[b][None]
     sketches = sampler.sample(z, temperature, seed)

@@ -19,15 +19,15 @@ from absl import logging
 from sketchtk.config import HParams
 from sketchtk.data.loader import load_sketch_data
 from sketchtk.data.pipeline import make_dataset
-from sketchtk.errors import ConfigError
+from sketchtk.errors import ConfigError, RunError
 from sketchtk.models.sketch_vae import images_to_input
 from sketchtk.training import callbacks as cb
-from sketchtk.training.checkpoints import (MODEL_CONFIG, CheckpointManager, read_json,
-                                           write_json_atomic)
+from sketchtk.training.checkpoints import (MODEL_CONFIG, CheckpointManager, load_weights,
+                                           read_json, run_directory, write_json_atomic)
 from sketchtk.training.distribute import get_strategy, is_chief
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunError):
     """The loss became NaN or inf; the last good checkpoint is left as it was."""
 
 
@@ -103,7 +103,7 @@ def load_trained_model(model_dir, which="best"):
     weights = os.path.join(path or "", "weights.weights.h5")
     if path is None or not os.path.exists(weights):
         raise FileNotFoundError(f"{model_dir}: no {which} checkpoint")
-    model.load_weights(weights)
+    load_weights(model, weights)
     return model, config
 
 
@@ -170,11 +170,18 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
     Raises:
       TrainingDiverged: on a NaN/inf loss (no checkpoint is written for that epoch).
       ConfigError: resuming with hparams/data that differ from the saved run's.
+      RunLocked: another live process is training in ``log_root``.
     """
-    hparams = hparams.validated()
     strategy = strategy or get_strategy()
+    # The chief locks the run directory for the whole run (other workers write nothing there);
+    # a run that fails before writing anything leaves no empty directory behind.
+    with run_directory(log_root, lock=is_chief(strategy)):
+        return _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose)
+
+
+def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose):
+    hparams = hparams.validated()
     chief = is_chief(strategy)
-    os.makedirs(log_root, exist_ok=True)
     keras.utils.set_random_seed(hparams.seed)
     data = load_sketch_data(data_dir, hparams.categories, hparams.num_per_category,
                             hparams.max_seq_len)

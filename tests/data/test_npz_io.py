@@ -156,3 +156,67 @@ def test_saved_file_permissions_follow_umask(tmp_path, sheep):
 
 def test_splits_constant():
     assert npz_io.SPLITS == ("train", "valid", "test")
+
+
+class _RunsCode:
+    """Pickles to ``os.system(command)``: what a crafted "dataset" would carry."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def _crafted_npz(path, marker):
+    payload = np.empty(2, dtype=object)
+    payload[0] = np.zeros((3, 3), np.int16)
+    payload[1] = _RunsCode(f"touch {marker}")
+    np.savez(path, train=payload, valid=payload, test=payload)
+
+
+def test_crafted_pickle_is_refused_and_not_run(tmp_path):
+    path, marker = tmp_path / "evil.npz", tmp_path / "pwned"
+    _crafted_npz(path, marker)
+    with pytest.raises(DataError, match=r"evil.npz: refused to load 'train'.*posix.system|"
+                                        r"evil.npz: refused to load 'train'.*os.system"):
+        load_stroke_npz(path)
+    with pytest.raises(DataError, match="refused"):
+        npz_io.load_npz(path)
+    assert not marker.exists()
+    # the same file through np.load(allow_pickle=True) would have run it: the test is real
+    np.load(path, allow_pickle=True)["train"]
+    assert marker.exists()
+
+
+def test_crafted_samples_bundle_is_refused(tmp_path):
+    from sketchtk.metrics.evaluate import load_samples
+    marker = tmp_path / "pwned"
+    payload = np.empty(1, dtype=object)
+    payload[0] = _RunsCode(f"touch {marker}")
+    np.savez(tmp_path / "samples.npz", strokes=payload)
+    with pytest.raises(DataError, match="samples.npz: refused to load 'strokes'"):
+        load_samples(str(tmp_path))
+    assert not marker.exists()
+
+
+def test_restricted_loader_reads_real_sketch_rnn_files(sheep_sketches):
+    """The embedded QuickDraw files and the sketch-rnn sheep load as object arrays of int16."""
+    default = os.path.join(os.path.dirname(npz_io.__file__), "default", "stairs.npz")
+    data = npz_io.load_npz(default)
+    assert set(data) == {"train", "valid", "test"} and data["train"].dtype == object
+    assert all(s.dtype == np.int16 and s.shape[1] == 3 for s in data["train"])
+    assert len(sheep_sketches) == 96
+
+
+def test_object_arrays_can_be_refused_outright(tmp_path, sheep):
+    save_stroke_npz(tmp_path / "s.npz", {k: v[:2] for k, v in sheep.items()})
+    with pytest.raises(DataError, match="object array"):
+        npz_io.load_npz(tmp_path / "s.npz", allow_objects=False)
+
+
+def test_corrupt_npz_is_one_line_naming_the_file(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(DataError, match=r"bad.npz: cannot read as .npz") as err:
+        load_stroke_npz(tmp_path / "bad.npz")
+    assert "\n" not in str(err.value)

@@ -337,12 +337,33 @@ def test_pack_checks_every_category_before_writing(tmp_path):
 
 
 def test_pack_counts_skips_and_rejects_empty_categories(tmp_path):
-    results = pack_quickdraw.pack(["malformed_json", "non_finite"], BROKEN, str(tmp_path))
-    assert results["malformed_json"].skipped == {quickdraw.MALFORMED_JSON: 2}
-    assert results["non_finite"].skipped == {quickdraw.NON_FINITE: 2}
-    assert sum(results["non_finite"].sizes.values()) == 1
+    _, result = pack_quickdraw.collect_category("malformed_json", BROKEN)
+    assert result.skipped == {quickdraw.MALFORMED_JSON: 2}
+    _, result = pack_quickdraw.collect_category("non_finite", BROKEN)
+    assert result.skipped == {quickdraw.NON_FINITE: 2} and sum(result.sizes.values()) == 1
+    # one valid drawing cannot fill train, valid and test: the packer writes nothing
+    with pytest.raises(DataError, match=r"'non_finite': only 1 valid drawing.*one per split"):
+        pack_quickdraw.pack(["non_finite"], BROKEN, str(tmp_path))
+    assert not (tmp_path / "non_finite.npz").exists()
     with pytest.raises(DataError, match="no valid drawing"):
         pack_quickdraw.pack(["empty"], BROKEN, str(tmp_path))
+
+
+@pytest.mark.parametrize("sizes,expected", [
+    ((5, 0, 0), (3, 1, 1)),
+    ((2, 1, 0), (1, 1, 1)),
+    ((0, 3, 0), (1, 1, 1)),
+    ((80, 10, 10), (80, 10, 10)),
+])
+def test_at_least_one_each(sizes, expected):
+    assert pack_quickdraw.at_least_one_each(sizes) == expected
+
+
+def test_small_category_gets_every_split(tmp_path):
+    # "cat" has 3 distinct drawings: 0.9/0.05/0.05 would give 3/0/0, which train.py rejects
+    splits, result = pack_quickdraw.collect_category("cat", SIMPLIFIED, split="0.9,0.05,0.05")
+    assert result.sizes == {"train": 1, "valid": 1, "test": 1}
+    assert all(len(splits[name]) == 1 for name in ("train", "valid", "test"))
 
 
 def test_pack_writes_loadable_npz(tmp_path):
@@ -373,4 +394,7 @@ def test_cli_end_to_end(tmp_path):
 
     bad = subprocess.run(cmd[:-3] + ["--split=0.5,0.5,0.5"], cwd=REPO, capture_output=True,
                          text=True, timeout=60)
-    assert bad.returncode == 1 and "sum to 1" in bad.stderr
+    # one line, the shared entry-point boundary's form; exit 2 for a bad flag value
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "pack_quickdraw: error: split") and "sum to 1" in bad.stderr
+    assert "Traceback" not in bad.stderr
