@@ -2,6 +2,9 @@
 
 - ``paper``: the RPCL-pix2seq paper's full size (HyperLSTM 2048, batch 128); GPU-sized.
 - ``default``: CPU-sized (HyperLSTM 512, batch 64) on the embedded QuickDraw subset.
+- ``sketch_rnn``, ``sketch_pix2seq``: the baselines with magenta's conventions (averaged losses,
+  KL free bits, annealed KL weight); ``sketch_rnn_default``, ``sketch_pix2seq_default``: the same
+  at the ``default`` preset's size, for like-for-like comparisons on a CPU.
 - ``smoke``: a tiny model that trains in seconds, for tests.
 - ``quickstart``: the README's first run (about 2 minutes on 2 CPU cores, visible sketches).
 - ``chirodiff``, ``sketchknitter``: stroke diffusion as in those releases (CPU-sized);
@@ -18,6 +21,10 @@ PRESETS = {
     "default": presets.default,
     "smoke": presets.smoke,
     "quickstart": presets.quickstart,
+    "sketch_rnn": presets.sketch_rnn,
+    "sketch_pix2seq": presets.sketch_pix2seq,
+    "sketch_rnn_default": presets.sketch_rnn_default,
+    "sketch_pix2seq_default": presets.sketch_pix2seq_default,
     "chirodiff": presets.chirodiff,
     "sketchknitter": presets.sketchknitter,
     "diffusion_smoke": presets.diffusion_smoke,

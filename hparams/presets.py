@@ -1,5 +1,7 @@
 """The preset functions (each returns a fresh ``HParams``)."""
 
+import dataclasses
+
 from sketchtk.config import HParams
 from sketchtk.data.loader import DEFAULT_CATEGORIES
 
@@ -22,6 +24,48 @@ def default():
         gmm_warmup_steps=200,
         log_every=10,
     )
+
+
+# magenta's sketch_rnn conventions (model.py get_default_hparams and 208-210, 344-351;
+# sketch_rnn_train.py 278-281), where they differ from RPCL-pix2seq's: both loss terms averaged
+# (reconstruction over time and batch, KL over batch and z dims), total = L_R + w * max(KL, 0.2),
+# w annealed 0.01 -> 0.5 with decay 0.99995, lr decayed every step, Adam beta1 0.9, initial-state
+# kernel N(0, 0.001^2). docs/CONVENTIONS.md puts the two side by side.
+MAGENTA_CONVENTIONS = dict(
+    loss_convention="magenta",
+    kl_weight=0.5,
+    kl_weight_start=0.01,
+    kl_decay_rate=0.99995,
+    kl_tolerance=0.2,
+    adam_beta1=0.9,
+    lr_steps_per_decay=1.0,
+    dec_state_init="small_normal",
+)
+
+
+def sketch_rnn():
+    """sketch-rnn as magenta releases it: bi-LSTM 256 encoder, LSTM 512 decoder, batch 100."""
+    return HParams(model="sketch_rnn", dec_model="lstm", dec_rnn_size=512, enc_rnn_size=256,
+                   batch_size=100, max_seq_len=250, random_scale_factor=0.15, de_weight=0.0,
+                   **MAGENTA_CONVENTIONS)
+
+
+def sketch_pix2seq():
+    """sketch-pix2seq: the CNN encoder of 48x48 images, N(0, I) prior, sketch-rnn's decoder and
+    conventions (as magenta's sketch_rnn, with the image encoder)."""
+    return sketch_rnn().replace(model="sketch_pix2seq")
+
+
+def sketch_rnn_default():
+    """sketch-rnn with magenta's conventions at the ``default`` preset's size and data, so it
+    compares with CPU-sized RPCL-pix2seq step for step (same decoder, batch and budget)."""
+    return dataclasses.replace(default(), model="sketch_rnn", de_weight=0.0,
+                               **MAGENTA_CONVENTIONS)
+
+
+def sketch_pix2seq_default():
+    """sketch-pix2seq with magenta's conventions at the ``default`` preset's size and data."""
+    return sketch_rnn_default().replace(model="sketch_pix2seq")
 
 
 def smoke():
@@ -102,11 +146,12 @@ def sketchknitter():
 
 
 def diffusion_smoke():
-    """A tiny stroke-diffusion model for tests and first runs (bi-GRU 2 x 32, T = 20)."""
+    """A tiny stroke-diffusion model for tests and first runs: a 2-block transformer of width 32
+    (the fastest denoiser to build and call on a CPU), T = 50, sketches of at most 96 points."""
     return HParams(
-        model="stroke_diffusion", categories=DEFAULT_CATEGORIES, denoiser="bigru",
+        model="stroke_diffusion", categories=DEFAULT_CATEGORIES, denoiser="transformer",
         denoiser_units=32, denoiser_layers=2, denoiser_heads=2, representation="delta",
-        diffusion_steps=20, schedule="linear", pen_mode="channel", time_embedding_dim=8,
+        diffusion_steps=50, schedule="linear", pen_mode="channel", time_embedding_dim=8,
         cond_dim=8, learning_rate=3e-3, weight_decay=0.0, grad_clip=1.0, ema_decay=0.99,
-        max_seq_len=200, random_scale_factor=0.0, augment_stroke_prob=0.0, batch_size=16,
+        max_seq_len=96, random_scale_factor=0.0, augment_stroke_prob=0.0, batch_size=16,
         num_steps=6, eval_every=3, log_every=1)

@@ -18,6 +18,9 @@ DENOISERS = ("bigru", "transformer", "unet1d")
 REPRESENTATIONS = ("delta", "absolute")
 SCHEDULES = ("linear", "cosine")
 PARAMETRISATIONS = ("eps", "x0", "v")
+LOSS_CONVENTIONS = ("rpcl", "magenta")
+OFFSET_NLLS = ("reference", "exact")
+DEC_STATE_INITS = ("he_normal", "small_normal")
 PEN_MODES = ("head", "channel")
 TIME_EMBEDDINGS = ("fourier", "sinusoidal")
 DEC_MODELS = ("lstm", "layer_norm", "hyper")
@@ -79,6 +82,14 @@ class HParams:
     valid_batches: int = 0  # validation batches per evaluation; 0 = the whole validation set
     seed: int = 0
     classifier_epochs: int = 20  # sketch_a_net: passes over the training images
+
+    # --- conventions where the two reference codes differ (ALGORITHMS.md 2; docs/CONVENTIONS.md) ---
+    loss_convention: str = "rpcl"  # rpcl: L_R summed over time (KL per sketch) | magenta: both averaged
+    adam_beta1: float = 0.5  # RPCL-pix2seq model.py:126 uses 0.5; magenta's Adam default 0.9
+    lr_steps_per_decay: float = 3.0  # lr decays decay_rate^(step / this); RPCL 3 (model.py:124), magenta 1
+    offset_nll: str = "reference"  # reference: -log(sum pi N + 1e-6) (both codes) | exact: log-space
+    dec_state_init: str = "he_normal"  # initial-state dense: he_normal (RPCL Cnn.py:127) | small_normal (magenta N(0, 0.001^2))
+    gmm_posterior_floor: float = 1e-5  # the reference's clip of gamma before the M-step (model.py:222); 0 = exact posterior
 
     # --- stroke_diffusion (ChiroDiff / SketchKnitter family; ALGORITHMS.md 4) ---
     denoiser: str = "bigru"  # bigru | transformer | unet1d
@@ -158,6 +169,16 @@ class HParams:
             bad("learning_rate", "learning rates must be positive")
         if self.grad_clip <= 0:
             bad("grad_clip", "must be positive")
+        for key, allowed in (("loss_convention", LOSS_CONVENTIONS), ("offset_nll", OFFSET_NLLS),
+                             ("dec_state_init", DEC_STATE_INITS)):
+            if getattr(self, key) not in allowed:
+                bad(key, f"unknown value; choose one of {list(allowed)}")
+        if not 0.0 <= self.adam_beta1 < 1.0:
+            bad("adam_beta1", "must be in [0, 1)")
+        if self.lr_steps_per_decay <= 0:
+            bad("lr_steps_per_decay", "must be positive")
+        if not 0.0 <= self.gmm_posterior_floor < 1.0 / self.num_components:
+            bad("gmm_posterior_floor", "must be in [0, 1/K) (K = num_mixture * num_sub)")
         return self
 
     @property

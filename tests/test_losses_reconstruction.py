@@ -47,7 +47,9 @@ def test_one_component_nll_is_minus_log_density():
     zx, zy = (1.0 - 0.5) / 2.0, (-0.5 + 1.0) / 0.5
     z = zx * zx + zy * zy - 2 * rho * zx * zy
     want = z / (2 * (1 - rho * rho)) + math.log(2 * math.pi * 2.0 * 0.5 * math.sqrt(1 - rho * rho))
-    np.testing.assert_allclose(rl.offset_nll(target, params), [[want]], rtol=1e-5)
+    np.testing.assert_allclose(rl.offset_nll(target, params, "exact"), [[want]], rtol=1e-5)
+    np.testing.assert_allclose(rl.offset_nll(target, params), [[-math.log(math.exp(-want) + 1e-6)]],
+                               rtol=1e-5)
     logits = np.array([0.1, 0.2, 0.3])
     want_pen = -(0.1 - math.log(np.exp(logits).sum()))
     np.testing.assert_allclose(rl.pen_cross_entropy(target, params), [[want_pen]], rtol=1e-5)
@@ -68,7 +70,10 @@ def test_mixture_nll_matches_log_of_weighted_sum():
     dens = np.exp(_np_log_normal(targets[..., :1], targets[..., 1:2], mx, my, np.exp(log_sx),
                                  np.exp(log_sy), np.tanh(rho_raw)))
     want = -np.log((weights * dens).sum(-1))
-    np.testing.assert_allclose(rl.offset_nll(targets, params), want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rl.offset_nll(targets, params, "exact"), want, rtol=1e-4, atol=1e-5)
+    # Both reference codes: -log(sum pi N + 1e-6) (RPCL-pix2seq model.py 337-340).
+    want_ref = -np.log((weights * dens).sum(-1) + 1e-6)
+    np.testing.assert_allclose(rl.offset_nll(targets, params), want_ref, rtol=1e-4, atol=1e-5)
 
 
 def test_reconstruction_loss_masks_offsets_sums_time_means_batch():
@@ -115,13 +120,32 @@ def test_extreme_parameters_give_finite_loss_and_gradients(rho_raw, log_sigma, o
     assert np.all(np.isfinite(grad))
 
 
-def test_far_outlier_does_not_underflow_to_inf():
-    """sketch-rnn's log(sum pi N + 1e-6) saturates at 13.8; log space keeps the true NLL."""
+def test_far_outlier_reference_nll_is_capped_and_exact_nll_does_not_underflow():
+    """The references' log(sum pi N + 1e-6) saturates at -log(1e-6) = 13.8 (the default); the
+    exact log-space form keeps the true NLL."""
     targets = tf.constant([[[50.0, 0.0, 1, 0, 0]]])
     params = _params([[[0, 0, 0]]], [[[0.0]]], [[[0.0]]], [[[0.0]]], [[[0.0]]], [[[0.0]]],
                      [[[0.0]]])
-    nll = float(rl.offset_nll(targets, params)[0, 0])
+    nll = float(rl.offset_nll(targets, params, "exact")[0, 0])
     np.testing.assert_allclose(nll, 50.0 ** 2 / 2 + math.log(2 * math.pi), rtol=1e-5)
+    capped = float(rl.offset_nll(targets, params)[0, 0])
+    np.testing.assert_allclose(capped, -math.log(1e-6), rtol=1e-6)
+    with pytest.raises(ValueError, match="mode"):
+        rl.offset_nll(targets, params, "approximate")
+
+
+def test_mean_reduction_averages_over_time_as_magenta():
+    """magenta's r_cost = reduce_mean over batch * time rows (model.py 344): the per-sketch sum
+    divided by the padded length T."""
+    rng = np.random.default_rng(3)
+    targets = np.zeros((2, 6, 5), "float32")
+    targets[..., :2] = rng.normal(size=(2, 6, 2))
+    targets[..., 2] = 1.0
+    targets[1, 4:] = (0, 0, 0, 0, 1)
+    params = rng.normal(size=(2, 6, 15)).astype("float32")
+    summed = rl.reconstruction_loss(targets, params)
+    mean = rl.reconstruction_loss(targets, params, reduction="mean")
+    np.testing.assert_allclose(np.asarray(mean), np.asarray(summed) / 6.0, rtol=1e-6)
 
 
 def test_works_in_tf_function_and_rejects_bad_shapes():

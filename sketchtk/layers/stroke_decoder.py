@@ -19,12 +19,21 @@ def make_cell(dec_model, units, hyper_num_units=256, hyper_embedding_size=32, **
     return DEC_MODELS[dec_model](units, **kwargs)
 
 
+# Standard deviation of the initial-state kernel by reference, as a function of the input size Z.
+_STATE_INIT_STDDEV = {
+    "he_normal": lambda fan_in: (2.0 / fan_in) ** 0.5,  # RPCL-pix2seq: 1 / sqrt(in / 2)
+    "small_normal": lambda fan_in: 0.001,              # sketch-rnn
+}
+
+
 @keras.saving.register_keras_serializable(package="sketchtk")
 class StrokeDecoder(keras.layers.Layer):
     """p(stroke_t | stroke_<t, z): recurrent cell + mixture density head, conditioned on z.
 
-    The initial state is ``tanh(W z + b)`` (W ~ N(0, 0.001^2) as in sketch-rnn), split into the
-    cell's state tensors; the input at step t is ``concat(stroke5_t, z)``. The z part of the
+    The initial state is ``tanh(W z + b)``, split into the cell's state tensors; W is drawn as
+    the chosen reference does (``state_init``): RPCL-pix2seq's He-normal N(0, 2 / Z), untruncated
+    (its ``init_state`` FcNet, ``Cnn.py`` 127-130, ``model.py`` 92-94), or sketch-rnn's
+    N(0, 0.001^2) (magenta ``model.py`` 215-221, ``super_linear`` with weight_start 0.001); the input at step t is ``concat(stroke5_t, z)``. The z part of the
     input projection is computed once per sequence and the stroke part for all steps in one matmul
     (see ``sketchtk.layers.lstm_cells``), so only the recurrent matmul runs per step.
 
@@ -42,6 +51,7 @@ class StrokeDecoder(keras.layers.Layer):
         hyper_num_units: int, hyper-cell size for "hyper" (256).
         hyper_embedding_size: int, hyper embedding size for "hyper" (32).
         forget_bias: float (1.0).
+        state_init: ``"he_normal"`` (RPCL-pix2seq, default) or ``"small_normal"`` (sketch-rnn).
         jit_compile: bool, XLA for the elementwise part of each step (True; see
             ``FusedRecurrentCell``).
         seed: optional int seed of the dropout masks.
@@ -69,8 +79,8 @@ class StrokeDecoder(keras.layers.Layer):
 
     def __init__(self, dec_model="hyper", units=512, num_mixture=20, z_size=128,
                  recurrent_dropout_prob=0.9, use_recurrent_dropout=True, hyper_num_units=256,
-                 hyper_embedding_size=32, forget_bias=1.0, jit_compile=True, seed=None,
-                 **kwargs):
+                 hyper_embedding_size=32, forget_bias=1.0, state_init="he_normal",
+                 jit_compile=True, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.dec_model = dec_model
         self.units = int(units)
@@ -81,6 +91,10 @@ class StrokeDecoder(keras.layers.Layer):
         self.hyper_num_units = int(hyper_num_units)
         self.hyper_embedding_size = int(hyper_embedding_size)
         self.forget_bias = float(forget_bias)
+        if state_init not in _STATE_INIT_STDDEV:
+            raise ValueError(f"unknown state_init {state_init!r}; expected one of "
+                             f"{sorted(_STATE_INIT_STDDEV)}")
+        self.state_init_name = state_init
         self.jit_compile = bool(jit_compile)
         self.seed = seed
         self.cell = make_cell(dec_model, self.units, hyper_num_units=self.hyper_num_units,
@@ -91,7 +105,10 @@ class StrokeDecoder(keras.layers.Layer):
                               jit_compile=self.jit_compile, seed=seed, name="cell")
         self.state_init = keras.layers.Dense(
             sum(self.cell.state_size), activation="tanh",
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.001), name="state_init")
+            kernel_initializer=keras.initializers.RandomNormal(
+                stddev=_STATE_INIT_STDDEV[state_init](self.z_size),
+                seed=None if seed is None else int(seed) + 7),
+            name="state_init")
         self.head = MixtureDensityHead(self.num_mixture, name="mdn")
 
     def build(self, inputs_shape, z_shape=None):
@@ -164,6 +181,6 @@ class StrokeDecoder(keras.layers.Layer):
                       use_recurrent_dropout=self.use_recurrent_dropout,
                       hyper_num_units=self.hyper_num_units,
                       hyper_embedding_size=self.hyper_embedding_size,
-                      forget_bias=self.forget_bias, jit_compile=self.jit_compile,
-                      seed=self.seed)
+                      forget_bias=self.forget_bias, state_init=self.state_init_name,
+                      jit_compile=self.jit_compile, seed=self.seed)
         return config

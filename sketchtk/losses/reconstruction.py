@@ -1,9 +1,15 @@
 """Reconstruction loss of sketch-rnn / RPCL-pix2seq: mixture NLL of the offsets + pen cross-entropy.
 
 All densities are evaluated in log space (log-softmax for the mixture weights, logsumexp over the
-components), unlike sketch-rnn's ``-log(sum_k pi_k N_k + 1e-6)``, so the loss neither underflows
-for far-off points nor needs the epsilon. Notation follows Ha & Eck, ICLR 2018, eqs. (9)-(10)
-and Graves 2013, eqs. (24)-(26).
+components). Two forms of the offset NLL (``offset_nll_mode``):
+
+* ``"reference"`` (default): -log(sum_k pi_k N_k + 1e-6), what both reference codes compute
+  (RPCL-pix2seq ``model.py`` 337-340, magenta ``model.py`` get_lossfunc), evaluated stably as
+  -logaddexp(logsumexp_k(log pi_k + log N_k), log 1e-6). The epsilon caps one point's loss at
+  -log(1e-6) = 13.8 nats, so outliers cannot dominate a batch; results compare with the papers.
+* ``"exact"``: -logsumexp_k(log pi_k + log N_k), the exact mixture NLL (unbounded for outliers).
+
+Notation follows Ha & Eck, ICLR 2018, eqs. (9)-(10) and Graves 2013, eqs. (24)-(26).
 """
 
 import math
@@ -20,6 +26,9 @@ RHO_EPS = 1e-6
 LOG_SIGMA_MIN = -20.0
 MAX_STD = 1e12
 _LOG_2PI = math.log(2.0 * math.pi)
+_LOG_REFERENCE_EPS = math.log(1e-6)
+OFFSET_NLL_MODES = ("reference", "exact")
+REDUCTIONS = ("sum", "mean")
 
 
 def bivariate_normal_log_prob(x, y, mu_x, mu_y, log_sigma_x, log_sigma_y, rho):
@@ -54,15 +63,23 @@ def mixture_log_prob(x, y, params):
     return tf.reduce_logsumexp(log_pi + log_n, axis=-1)
 
 
-def offset_nll(targets, params):
+def offset_nll(targets, params, mode="reference"):
     """Mixture NLL of the target offsets, zero on rows past the end of the sketch.
 
-    L_s = -(1 - p3) log p(dx, dy) per step (Ha & Eck 2018, eq. 9: only real points count).
+    L_s = -(1 - p3) log p(dx, dy) per step (Ha & Eck 2018, eq. 9: only real points count), with
+    log p exact (``mode="exact"``) or as the references, log(p + 1e-6) (``"reference"``).
     Shapes: targets stroke-5 ``[B, T, 5]``, params ``[B, T, 6M + 3]`` -> ``[B, T]``.
     """
+    if mode not in OFFSET_NLL_MODES:
+        raise ValueError(f"offset NLL mode {mode!r}; choose one of {list(OFFSET_NLL_MODES)}")
     targets = tf.convert_to_tensor(targets, params.dtype)
     real = 1.0 - targets[..., 4]
-    return -mixture_log_prob(targets[..., 0], targets[..., 1], params) * real
+    log_p = mixture_log_prob(targets[..., 0], targets[..., 1], params)
+    if mode == "reference":
+        log_p = tf.math.reduce_logsumexp(
+            tf.stack([log_p, tf.fill(tf.shape(log_p), tf.constant(_LOG_REFERENCE_EPS, log_p.dtype))],
+                     axis=-1), axis=-1)
+    return -log_p * real
 
 
 def pen_cross_entropy(targets, params, mask_padding=False):
@@ -80,21 +97,29 @@ def pen_cross_entropy(targets, params, mask_padding=False):
     return xent
 
 
-def reconstruction_loss(targets, params, mask_padding=False):
-    """L_R = L_s + L_p, each summed over time and averaged over the batch (ALGORITHMS.md 2).
+def reconstruction_loss(targets, params, mask_padding=False, reduction="sum",
+                        offset_nll_mode="reference"):
+    """L_R = L_s + L_p (ALGORITHMS.md 2).
 
     Args:
         targets: float ``[B, T, 5]`` stroke-5 targets (the decoder's inputs shifted by one step).
         params: float ``[B, T, 6M + 3]`` raw mixture parameters from ``MixtureDensityHead``.
         mask_padding: bool, also mask the pen loss past the end of each sketch (validation).
+        reduction: ``"sum"``: each term summed over time and averaged over the batch
+            (RPCL-pix2seq ``model.py`` 351); ``"mean"``: averaged over time and batch, i.e.
+            divided by the padded length T as well (magenta ``model.py`` 344, ``r_cost``).
+        offset_nll_mode: ``"reference"`` or ``"exact"`` (see ``offset_nll``).
 
     Returns:
         ``(total, offset_nll, pen_xent)``: float scalars, ``total = offset_nll + pen_xent``.
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction {reduction!r}; choose one of {list(REDUCTIONS)}")
     params = tf.convert_to_tensor(params)
     if params.shape.rank != 3 or targets.shape[-1] != 5:
         raise ValueError(f"expected targets [B, T, 5] and params [B, T, 6M+3], got "
                          f"{targets.shape} and {params.shape}")
-    offsets = tf.reduce_mean(tf.reduce_sum(offset_nll(targets, params), axis=1))
-    pen = tf.reduce_mean(tf.reduce_sum(pen_cross_entropy(targets, params, mask_padding), axis=1))
+    over_time = tf.reduce_sum if reduction == "sum" else tf.reduce_mean
+    offsets = tf.reduce_mean(over_time(offset_nll(targets, params, offset_nll_mode), axis=1))
+    pen = tf.reduce_mean(over_time(pen_cross_entropy(targets, params, mask_padding), axis=1))
     return offsets + pen, offsets, pen

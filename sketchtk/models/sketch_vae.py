@@ -84,7 +84,7 @@ class SketchVAE(keras.Model):
                 num_components=hp.num_components, z_size=hp.z_size, ema_rate=hp.gmm_ema_rate,
                 rpcl_rival_rate=hp.rpcl_rival_rate, warmup_steps=hp.gmm_warmup_steps,
                 rpcl_every=hp.rpcl_every, active_threshold=hp.gmm_active_threshold,
-                seed=hp.seed, name="gmm")
+                posterior_floor=hp.gmm_posterior_floor, seed=hp.seed, name="gmm")
             if hp.de_weight > 0:
                 self.deconv = DeconvDecoder(name="deconv")
         self.decoder = StrokeDecoder(
@@ -92,7 +92,7 @@ class SketchVAE(keras.Model):
             z_size=hp.z_size, use_recurrent_dropout=hp.use_recurrent_dropout,
             recurrent_dropout_prob=hp.recurrent_dropout_prob,
             hyper_num_units=hp.hyper_num_units, hyper_embedding_size=hp.hyper_embedding_size,
-            seed=hp.seed, name="decoder")
+            state_init=hp.dec_state_init, seed=hp.seed, name="decoder")
         self.noise = keras.random.SeedGenerator(hp.seed + 11)
         self.val_trackers = {k: keras.metrics.Mean(name=k) for k in _TRACKED}
 
@@ -128,26 +128,52 @@ class SketchVAE(keras.Model):
         z = latent_losses.reparameterize(mu, sigma2, seed=self.noise) if training else mu
         return self.decoder(inputs["strokes"][:, :-1], z, training=training)
 
-    def compute_losses(self, batch, training, step):
-        """All loss terms of one batch (a dict of scalars) plus the encoder outputs and z."""
+    def compute_losses(self, batch, training, step, update_gmm=False):
+        """All loss terms of one batch (a dict of scalars), the encoder outputs and z, and the
+        GMM state the KL terms used (``None`` unless ``update_gmm``).
+
+        With ``update_gmm`` (training) the GMM's EM / RPCL estimate is computed from this batch
+        (summed over replicas) and the KL terms use that *new* state under stop-gradient, as the
+        reference does (``model.py`` 105-116); the caller assigns it after the gradient step.
+        Otherwise (validation) the KL terms use the current state.
+        """
         hp = self.hparams
         mu, sigma2 = self.encode(batch, training=training)
         z = latent_losses.reparameterize(mu, sigma2, seed=self.noise) if training else mu
         strokes = batch["strokes"]
         params = self.decoder(strokes[:, :-1], z, training=training)
-        recon, offset_nll, pen_xent = reconstruction_loss(strokes[:, 1:], params)
+        # Validation masks the pen loss to the real points (the reference's eval-mode lil_loss,
+        # model.py 349-350); training covers the padding too, so the model learns to stay ended.
+        recon, offset_nll, pen_xent = reconstruction_loss(
+            strokes[:, 1:], params, mask_padding=not training,
+            reduction="mean" if hp.loss_convention == "magenta" else "sum",
+            offset_nll_mode=hp.offset_nll)
         klw = latent_losses.kl_weight(step, hp.kl_weight_start, hp.kl_decay_rate, hp.kl_weight)
         out = {"recon": recon, "offset_nll": offset_nll, "pen_xent": pen_xent, "klw": klw}
+        new_state = None
         if self.gmm is not None:
-            log_gamma = self.gmm.log_posterior(z)
-            log_alpha = tf.math.log(tf.convert_to_tensor(self.gmm.alpha))
+            gamma, log_gamma = self.gmm.posterior(z)
+            state = {"mu": self.gmm.mu, "sigma2": self.gmm.sigma2, "alpha": self.gmm.alpha}
+            if update_gmm:
+                stats = self.gmm.batch_statistics(gamma, mu, sigma2, self.gmm.use_rpcl_at(step))
+                ctx = tf.distribute.get_replica_context()
+                if ctx is not None and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+                    stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, stats)
+                state = new_state = {k: tf.stop_gradient(v)
+                                     for k, v in self.gmm.estimate(stats).items()}
+            # The reference's log(gamma / (alpha + 1e-10)) (model.py 298-301): finite for a
+            # pruned component (alpha = 0), which keeps gamma >= the floor.
+            log_alpha = tf.math.log(tf.convert_to_tensor(state["alpha"]) + 1e-10)
             a_loss = latent_losses.alpha_loss(log_gamma, log_alpha)
-            g_loss = latent_losses.gaussian_loss(mu, sigma2, tf.exp(log_gamma),
-                                                 self.gmm.mu, self.gmm.sigma2)
+            g_loss = latent_losses.gaussian_loss(mu, sigma2, gamma, state["mu"], state["sigma2"])
             kl = a_loss + g_loss
             out.update(alpha_loss=a_loss, gaussian_loss=g_loss)
-        else:
+        elif hp.loss_convention == "magenta":
+            # magenta model.py 208-210: KL averaged over batch and z dims, floored at kl_tolerance.
             kl = latent_losses.standard_normal_kl(mu, sigma2, hp.kl_tolerance)
+        else:
+            # The RPCL convention (per-sketch sums): KL summed over z, floor kl_tolerance per dim.
+            kl = hp.z_size * latent_losses.standard_normal_kl(mu, sigma2, hp.kl_tolerance)
         loss = recon + klw * kl
         out["kl"] = kl
         if self.deconv is not None:
@@ -155,7 +181,7 @@ class SketchVAE(keras.Model):
             loss = loss + hp.de_weight * de
             out["de_loss"] = de
         out["loss"] = loss
-        return out, (mu, sigma2, z)
+        return out, (mu, sigma2, z), new_state
 
     # ------------------------------------------------------------------ steps
 
@@ -171,27 +197,27 @@ class SketchVAE(keras.Model):
         return [tf.clip_by_value(g, -clip, clip) / replicas for g in grads]
 
     def train_step(self, data):
-        step = self.optimizer.iterations + 1  # the reference counts steps from 1
+        # The reference's step counter starts at 0 (train.py 141-161 feeds `sum` from 0): the
+        # optimiser's iterations before this update.
+        step = self.optimizer.iterations
         with tf.GradientTape() as tape:
-            losses, (mu, sigma2, z) = self.compute_losses(data, training=True, step=step)
+            losses, _, new_state = self.compute_losses(data, training=True, step=step,
+                                                       update_gmm=self.gmm is not None)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = losses["loss"] / tf.cast(replicas, losses["loss"].dtype)
         variables = self.trainable_weights
         grads = self._clip_and_sync(tape.gradient(scaled, variables))
+        lr = tf.identity(self.optimizer.learning_rate)  # the rate this step uses (before the increment)
         self.optimizer.apply_gradients(zip(grads, variables))
         logs = dict(losses)
-        logs["lr"] = self.optimizer.learning_rate
+        logs["lr"] = lr
         if self.gmm is not None:
-            stats = self.gmm.batch_statistics(z, mu, sigma2, self.gmm.use_rpcl_at(step))
-            ctx = tf.distribute.get_replica_context()
-            if ctx is not None and replicas > 1:
-                stats = ctx.all_reduce(tf.distribute.ReduceOp.SUM, stats)
-            self.gmm.apply_update(stats)
+            self.gmm.assign_state(new_state)
             logs["active_components"] = tf.cast(self.gmm.num_active(), tf.float32)
         return _for_keras_reduction(logs)
 
     def test_step(self, data):
-        losses, _ = self.compute_losses(data, training=False, step=self.optimizer.iterations)
+        losses, _, _ = self.compute_losses(data, training=False, step=self.optimizer.iterations)
         batch = tf.shape(data["strokes"])[0]
         for key, tracker in self.val_trackers.items():
             if key in losses:
@@ -233,7 +259,13 @@ def _for_keras_reduction(logs):
 
 
 def make_optimizer(hparams):
-    """Adam(beta1 0.5) with the reference's decayed learning rate; clipping is done in train_step."""
+    """Adam with the decayed learning rate; clipping is done in train_step.
+
+    RPCL-pix2seq (``model.py`` 124-126): beta1 0.5, lr decays 0.9999^(step / 3); magenta's
+    sketch_rnn (``sketch_rnn_train.py`` 278-279): Adam's default beta1 0.9, decay every step.
+    ``adam_beta1`` and ``lr_steps_per_decay`` select them.
+    """
     schedule = latent_losses.DecayedLearningRate(
-        hparams.learning_rate, hparams.min_learning_rate, hparams.decay_rate, steps_per_decay=3.0)
-    return keras.optimizers.Adam(learning_rate=schedule, beta_1=0.5)
+        hparams.learning_rate, hparams.min_learning_rate, hparams.decay_rate,
+        steps_per_decay=hparams.lr_steps_per_decay)
+    return keras.optimizers.Adam(learning_rate=schedule, beta_1=hparams.adam_beta1)

@@ -6,7 +6,11 @@ token; the loop ends when every sketch has ended or ``max_len`` points were draw
 stateless, seeded by ``(seed, t)``, so a seed gives the same sketches on every run.
 
 Temperature ``tau`` scales the mixture and pen logits (``logits / tau``) and the Gaussians' standard
-deviations by ``sqrt(tau)``, as sketch-rnn and RPCL-pix2seq do.
+deviations by ``tau`` (``std_scaling="tau"``, the default): what both reference codes do, although
+both papers write sigma^2 -> sigma^2 tau. The codes pass ``sqrt(tau)`` to ``sample_gaussian_2d``
+and multiply s1, s2 by ``temp * temp`` there (RPCL-pix2seq ``sample.py`` 62-68 and 99; magenta
+``model.py`` 384-389 and 440), so the published samples have std x tau. The papers' reading,
+std x sqrt(tau), is ``std_scaling="sqrt_tau"``. rho is unchanged by either.
 """
 
 import numpy as np
@@ -26,22 +30,31 @@ def _categorical(logits, seed):
     return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
 
 
-def sample_point(params, temperature, seed):
+STD_SCALINGS = ("tau", "sqrt_tau")
+
+
+def sample_point(params, temperature, seed, std_scaling="tau"):
     """Draw one stroke-5 point per row from mixture parameters ``[B, 6M + 3]``.
+
+    ``std_scaling``: ``"tau"`` scales the chosen Gaussian's standard deviations by the
+    temperature (the reference codes), ``"sqrt_tau"`` by its square root (the papers).
 
     Returns:
       ``(point [B, 5], pen [B] int32)`` with pen 0 = down, 1 = up, 2 = end; an end row's offset
       is zero.
     """
     p = split_mixture_params(params)
+    if std_scaling not in STD_SCALINGS:
+        raise ValueError(f"std_scaling {std_scaling!r}; choose one of {list(STD_SCALINGS)}")
     tau = tf.cast(temperature, params.dtype)
+    std_factor = tau if std_scaling == "tau" else tf.sqrt(tau)
     seeds = tf.random.experimental.stateless_split(seed, 4)
     pen = _categorical(p.pen_logits / tau, seeds[0])
     k = _categorical(p.pi_logits / tau, seeds[1])
     pick = lambda v: tf.gather(v, k, axis=1, batch_dims=1)  # noqa: E731
     mu_x, mu_y = pick(p.mu_x), pick(p.mu_y)
-    s_x = tf.exp(pick(p.log_sigma_x)) * tf.sqrt(tau)
-    s_y = tf.exp(pick(p.log_sigma_y)) * tf.sqrt(tau)
+    s_x = tf.exp(pick(p.log_sigma_x)) * std_factor
+    s_y = tf.exp(pick(p.log_sigma_y)) * std_factor
     rho = pick(p.rho)
     n = tf.random.stateless_normal(tf.stack([tf.shape(params)[0], 2]), seeds[2], dtype=params.dtype)
     dx = mu_x + s_x * n[:, 0]
@@ -60,13 +73,18 @@ class Sampler:
       model: a ``SketchVAE`` (its ``decoder`` provides ``initial_state`` and ``step``).
       max_len: most points per sketch (default: the model's ``max_seq_len``).
       jit_compile: compile the whole decoding loop with XLA (default False).
+      std_scaling: ``"tau"`` (reference codes, default) or ``"sqrt_tau"`` (papers); see
+        ``sample_point``.
 
     Example:
       >>> sampler = Sampler(model)
       >>> sketches = sampler.sample(z, temperature=0.24, seed=0)   # list of stroke-3 arrays
     """
 
-    def __init__(self, model, max_len=None, jit_compile=False):
+    def __init__(self, model, max_len=None, jit_compile=False, std_scaling="tau"):
+        if std_scaling not in STD_SCALINGS:
+            raise ValueError(f"std_scaling {std_scaling!r}; choose one of {list(STD_SCALINGS)}")
+        self.std_scaling = std_scaling
         self.model = model
         self.decoder = model.decoder
         self.max_len = int(max_len or model.max_seq_len)
@@ -90,7 +108,7 @@ class Sampler:
         def body(t, x, state, done, out):
             params, new_state = self.decoder.step(x, z, state, projected_z, constants)
             step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
-            point, pen = sample_point(params, temperature, step_seed)
+            point, pen = sample_point(params, temperature, step_seed, self.std_scaling)
             point = tf.where(done[:, None], end_row, point)
             out = out.write(t, point)
             return t + 1, point, new_state, done | tf.equal(pen, 2), out
@@ -127,8 +145,9 @@ class ReferenceStyleSampler:
     """What the reference and magenta do, kept for the benchmark: batch 1, one compiled decoder
     call per point from a Python loop, always ``max_len`` points (no early stop)."""
 
-    def __init__(self, model, max_len=None):
+    def __init__(self, model, max_len=None, std_scaling="tau"):
         self.model = model
+        self.std_scaling = std_scaling
         self.max_len = int(max_len or model.max_seq_len)
         self._step = tf.function(model.decoder.step)
 
@@ -143,7 +162,8 @@ class ReferenceStyleSampler:
             for t in range(self.max_len):
                 params, state = self._step(x, zb, state)
                 x, _ = sample_point(params, temperature,
-                                    tf.constant(rng.integers(0, 2**31, 2), tf.int64))
+                                    tf.constant(rng.integers(0, 2**31, 2), tf.int64),
+                                    self.std_scaling)
                 points.append(x.numpy()[0])
             s3 = stroke_ops.stroke5_to_stroke3(np.array(points))
             s3[:, :2] *= self.model.scale_factor

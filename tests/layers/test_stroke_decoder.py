@@ -78,14 +78,33 @@ def test_default_sizes_give_123_params_and_trainable_loss():
     assert any(np.abs(np.asarray(g)).max() > 0 for g in grads)
 
 
-def test_initial_state_is_tanh_dense_z_split_by_state_size():
+@pytest.mark.parametrize("state_init,stddev", [
+    ("he_normal", np.sqrt(2.0 / 128)),  # RPCL-pix2seq Cnn.py 127-130: N(0, 1 / (in / 2))
+    ("small_normal", 0.001),            # sketch-rnn super_linear(init_w="gaussian", 0.001)
+])
+def test_initial_state_kernel_follows_the_reference_init(state_init, stddev):
+    decoder = StrokeDecoder("lstm", units=64, num_mixture=M, z_size=128, state_init=state_init,
+                            seed=0)
+    decoder.build((None, None, 5))
+    kernel = np.asarray(decoder.state_init.kernel)          # 128 x 256 entries
+    np.testing.assert_allclose(kernel.std(), stddev, rtol=0.03)
+    assert np.abs(kernel).max() > 2.5 * stddev                # untruncated normal
+    np.testing.assert_array_equal(decoder.state_init.bias, 0.0)
+    assert decoder.get_config()["state_init"] == state_init
+    with pytest.raises(ValueError, match="state_init"):
+        StrokeDecoder("lstm", units=8, z_size=4, state_init="glorot")
+
+
+def test_initial_state_splits_by_state_size_and_is_bounded():
     decoder = StrokeDecoder("hyper", **SMALL)
     z = tf.random.stateless_normal([B, Z], seed=[4, 4])
     decoder(tf.constant(_strokes()), z)
     state = decoder.initial_state(z)
     assert [s.shape[-1] for s in state] == decoder.cell.state_size == [N, 6, N, 6]
-    np.testing.assert_allclose(tf.concat(state, -1), decoder.state_init(z), atol=1e-6)
-    assert np.all(np.abs(np.asarray(tf.concat(state, -1))) < 1.0)
+    flat = np.asarray(tf.concat(state, -1))
+    np.testing.assert_allclose(flat, np.tanh(np.asarray(z) @ np.asarray(decoder.state_init.kernel)
+                                             + np.asarray(decoder.state_init.bias)), atol=1e-5)
+    assert np.all(np.abs(flat) <= 1.0) and np.abs(flat).max() > 0.3  # He init: not ~0 as 0.001
 
 
 def test_dropout_is_deterministic_under_global_seed():

@@ -15,14 +15,42 @@ def model(smoke_run):
     return load_trained_model(smoke_run)[0]
 
 
-def test_sample_point_temperature_and_shapes():
-    m = 3
-    params = np.zeros((4, 6 * m + 3), np.float32)
-    params[:, :3] = [10.0, 0.0, -10.0]  # pen-down is overwhelmingly likely
-    point, pen = sample_point(tf.constant(params), 0.5, tf.constant([1, 2], tf.int64))
-    assert point.shape == (4, 5) and pen.shape == (4,)
-    np.testing.assert_array_equal(pen.numpy(), 0)
-    np.testing.assert_array_equal(point.numpy()[:, 2:], [[1, 0, 0]] * 4)
+def _one_gaussian_params(n, m=2, sigma=(1.0, 2.0), rho=0.6, pen_logits=(10.0, 0.0, -10.0)):
+    params = np.zeros((n, 6 * m + 3), np.float32)
+    params[:, :3] = pen_logits
+    params[:, 3:3 + m] = [30.0] + [-30.0] * (m - 1)  # component 0 only
+    params[:, 3 + 3 * m] = np.log(sigma[0])
+    params[:, 3 + 4 * m] = np.log(sigma[1])
+    params[:, 3 + 5 * m] = np.arctanh(rho)
+    return params
+
+
+@pytest.mark.parametrize("std_scaling,factor", [("tau", 0.5), ("sqrt_tau", np.sqrt(0.5))])
+def test_temperature_scales_the_offset_std_as_the_reference_codes(std_scaling, factor):
+    """Both reference samplers scale the std by tau (sqrt(tau) passed, then s *= temp * temp);
+    ``sqrt_tau`` is the papers' sigma^2 tau. rho is unchanged."""
+    n = 20000
+    params = _one_gaussian_params(n)
+    point, _ = sample_point(tf.constant(params), 0.5, tf.constant([5, 6], tf.int64),
+                            std_scaling=std_scaling)
+    xy = point.numpy()[:, :2]
+    np.testing.assert_allclose(xy.std(0), [1.0 * factor, 2.0 * factor], rtol=0.03)
+    np.testing.assert_allclose(np.corrcoef(xy.T)[0, 1], 0.6, atol=0.02)
+    with pytest.raises(ValueError, match="std_scaling"):
+        sample_point(tf.constant(params), 0.5, tf.constant([5, 6], tf.int64), std_scaling="x")
+
+
+def test_temperature_sharpens_the_pen_and_mixture_choices():
+    """Logits are divided by tau: at tau 0.5 the pen probabilities are softmax(2 * logits)."""
+    n = 20000
+    logits = np.array([1.0, 0.0, -1.0], np.float32)
+    params = _one_gaussian_params(n, pen_logits=logits)
+    _, pen = sample_point(tf.constant(params), 0.5, tf.constant([7, 8], tf.int64))
+    freq = np.bincount(pen.numpy(), minlength=3) / n
+    want = np.exp(2 * logits) / np.exp(2 * logits).sum()
+    np.testing.assert_allclose(freq, want, atol=0.015)
+    _, pen_hot = sample_point(tf.constant(params), 1.0, tf.constant([7, 8], tf.int64))
+    assert np.bincount(pen_hot.numpy(), minlength=3)[0] / n < freq[0] - 0.05
 
 
 def test_sample_point_follows_the_chosen_gaussian():
@@ -86,11 +114,29 @@ def test_sampler_stops_when_every_sketch_has_ended(model):
     assert out.shape[1] == 1 and np.all(out[:, 0, 4] == 1)
 
 
-def test_reference_style_sampler_runs_max_len(model):
-    ref = ReferenceStyleSampler(model, max_len=5)
+def test_samplers_draw_up_to_max_len_points_and_no_more(model):
+    """A decoder that never ends: both samplers must draw exactly max_len points."""
+    class NeverEnding:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def step(self, x, z, state, projected=None, constants=None):
+            params, state = self.inner.step(x, z, state, projected, constants)
+            pen = tf.constant([[50.0, -50.0, -50.0]])  # always pen-down
+            return tf.concat([tf.zeros_like(params[:, :3]) + pen, params[:, 3:]], 1), state
+
     z, _ = model.sample_prior(2, seed=0)
+    fast = Sampler(model, max_len=7)
+    fast.decoder = NeverEnding(model.decoder)
+    out = fast.sample_stroke5(z, 0.24, seed=0).numpy()
+    assert out.shape[1] == 7 and np.all(out[..., 2] == 1)
+    ref = ReferenceStyleSampler(model, max_len=5)
+    ref._step = tf.function(NeverEnding(model.decoder).step)
     sketches = ref.sample(np.asarray(z), 0.24, seed=0)
-    assert len(sketches) == 2 and all(len(s) <= 5 for s in sketches)
+    assert [len(s) for s in sketches] == [5, 5]
 
 
 def test_unconditional_codes_follow_the_chosen_component(model):
