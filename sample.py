@@ -3,6 +3,9 @@
 ``python sample.py --model_dir=DIR --output_dir=DIR --num_per_category=N --conditional=True|False
 [--data_dir=DIR] [--temperature=0.24] [--component=K] [--seed=S] [--batch_size=B]
 [--interpolate=A,B]``
+
+A ``stroke_diffusion`` run takes ``[--sampler=ddpm|ddim] [--steps=N] [--eta=E]
+[--variance_strength=S] [--guidance=G] [--show_process=True]`` instead of the latent options.
 """
 
 from sketchtk import cli
@@ -23,7 +26,30 @@ flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_integer("batch_size", 100, "Sketches decoded at once (>= 1).")
 flags.DEFINE_list("interpolate", None, "Two pooled test indices A,B: a latent interpolation row.")
 flags.DEFINE_boolean("write_files", True, "Write per-sample svg/png/npy files.")
+# stroke_diffusion runs (model=stroke_diffusion); --conditional=True means class-conditional there
+flags.DEFINE_enum("sampler", "ddpm", ["ddpm", "ddim"], "Diffusion: the reverse-process sampler.")
+flags.DEFINE_integer("steps", None, "Diffusion: sampling steps (default: all T; fewer = respaced).")
+flags.DEFINE_float("eta", 0.0, "Diffusion, DDIM: the noise eta (0 = deterministic, 1 = DDPM).")
+flags.DEFINE_float("variance_strength", 1.0, "Diffusion, DDPM: ChiroDiff's s (sigma = s * "
+                   "sqrt(posterior variance); 0.75 in its tests).")
+flags.DEFINE_float("guidance", 1.0, "Diffusion, class-conditional: classifier-free guidance "
+                   "scale (0 = unconditional, 1 = conditional, > 1 = stronger class).")
+flags.DEFINE_boolean("show_process", False, "Diffusion: also write process.png (x_t along the "
+                     "reverse process) and process.gif.")
 FLAGS = flags.FLAGS
+
+
+def _diffusion_flags():
+    """The stroke_diffusion sampling options, checked (ignored by the VAE path)."""
+    if FLAGS.steps is not None and FLAGS.steps < 1:
+        raise app.UsageError(f"--steps={FLAGS.steps}: must be >= 1")
+    for name in ("eta", "variance_strength", "guidance"):
+        value = getattr(FLAGS, name)
+        if not 0.0 <= value < float("inf"):
+            raise app.UsageError(f"--{name}={value}: must be a finite number >= 0")
+    return {"sampler": FLAGS.sampler, "steps": FLAGS.steps, "eta": FLAGS.eta,
+            "variance_strength": FLAGS.variance_strength, "guidance": FLAGS.guidance,
+            "show_process": FLAGS.show_process}
 
 
 def main(argv):
@@ -42,7 +68,8 @@ def main(argv):
     from sketchtk.sampling.generate import run_sampling
     run_sampling(FLAGS.model_dir, FLAGS.output_dir, FLAGS.num_per_category, FLAGS.conditional,
                  FLAGS.data_dir, FLAGS.temperature, FLAGS.component, FLAGS.seed,
-                 FLAGS.batch_size, interpolate, FLAGS.write_files)
+                 FLAGS.batch_size, interpolate, FLAGS.write_files,
+                 diffusion=_diffusion_flags())
 
 
 def _interpolation_flag(values):

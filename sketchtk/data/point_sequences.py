@@ -228,6 +228,16 @@ def prepare_point_data(data, resample_spacing=0.0, rdp_epsilon=0.0, max_points=-
     return dataclasses.replace(data, splits=splits, max_seq_len=padded_length(cap), dropped=dropped)
 
 
+def point_data_statistics(data, representation):
+    """What a model must keep from the training split: ``point_stats`` and ``length_model``
+    (dicts for ``model_config.json``)."""
+    train = data["train"]
+    stats = PointStats.from_sketches(train.sketches, representation)
+    lengths = LengthModel.from_sketches(train.sketches, train.labels, len(data.categories),
+                                        data.max_seq_len)
+    return {"point_stats": stats.to_dict(), "length_model": lengths.to_dict()}
+
+
 # ---------------------------------------------------------------------------------- TF side
 
 def tf_to_points(stroke3, representation):

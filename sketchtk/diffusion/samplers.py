@@ -11,8 +11,9 @@ SketchKnitter ``gaussian_diffusion.py:271-333`` loop in Python, one model call p
   respaces: it always runs all T steps). With ``eta = 1`` and every step it is DDPM with ``s = 1``.
 
 ``timesteps`` is a descending int array ending at 0 (:func:`schedules.respaced_timesteps`).
-``denoise_fn(x_t [B, L, C], t [B] int32, mask [B, L]) -> (out [B, L, C], aux [B, L, A])``; ``aux``
-(e.g. pen-state logits) of the final call is returned with the sample.
+``denoise_fn(x_t [B, L, C], t [B] int32, mask [B, L], context) -> (out [B, L, C], aux [B, L, A])``;
+``context`` is passed through unchanged (e.g. class labels: an argument of the compiled loop, not a
+constant baked into it); ``aux`` (e.g. pen-state logits) of the final call is returned.
 """
 
 import numpy as np
@@ -65,7 +66,7 @@ class ReverseSampler:
     def _loop(self, method, record):
         key = (method, record)
         if key not in self._loops:
-            def loop(x, mask, timesteps, eta, strength, seed):
+            def loop(x, mask, timesteps, eta, strength, seed, context):
                 n = tf.shape(timesteps)[0]
                 mask3 = mask[..., None]
                 prev = tf.concat([timesteps[1:], [-1]], axis=0)
@@ -76,7 +77,7 @@ class ReverseSampler:
 
                 def body(i, x, aux, traj):
                     t = tf.fill([batch], timesteps[i])
-                    out, aux = self.denoise_fn(x, t, mask)
+                    out, aux = self.denoise_fn(x, t, mask, context)
                     noise = tf.random.stateless_normal(
                         tf.shape(x), tf.random.experimental.stateless_fold_in(seed, i))
                     x = reverse_step(self.process, method, x, out, t, tf.fill([batch], prev[i]),
@@ -92,7 +93,7 @@ class ReverseSampler:
         return self._loops[key]
 
     def sample(self, x_T, mask, timesteps, method="ddpm", eta=0.0, variance_strength=1.0,
-               seed=(0, 0), record=False):
+               seed=(0, 0), record=False, context=()):
         """Run the reverse process from ``x_T``.
 
         Returns:
@@ -109,4 +110,4 @@ class ReverseSampler:
         return fn(tf.convert_to_tensor(x_T, tf.float32), tf.convert_to_tensor(mask, tf.float32),
                   tf.constant(timesteps), tf.constant(float(eta)),
                   tf.constant(float(variance_strength)),
-                  tf.constant(np.asarray(seed, np.int64).reshape(2)))
+                  tf.constant(np.asarray(seed, np.int64).reshape(2)), context)

@@ -89,7 +89,7 @@ def _write_sample_files(output_dir, sketches, names, codes, components):
 
 def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, data_dir=None,
                  temperature=0.24, component=None, seed=0, batch_size=100, interpolate=None,
-                 write_files=True):
+                 write_files=True, diffusion=None):
     """Generate sketches from a trained model and write them (see the module docstring).
 
     Args:
@@ -105,10 +105,21 @@ def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, 
       batch_size: sketches decoded at once.
       interpolate: optional ``(a, b)`` pooled test indices for a latent interpolation row.
       write_files: False skips the per-sample files (samples.npz and grids are still written).
+      diffusion: for a ``stroke_diffusion`` run, keyword arguments of
+        ``sketchtk.sampling.diffusion_generate.run_diffusion_sampling`` (sampler, steps, eta,
+        variance_strength, guidance, show_process); such runs are dispatched there.
 
     Returns:
       dict with ``strokes``, ``names``, ``labels``, ``codes``, ``components``, ``ref_index``.
     """
+    from sketchtk.sampling import diffusion_generate
+    if diffusion_generate.is_diffusion_run(model_dir):
+        if interpolate is not None or component is not None:
+            raise ValueError("--interpolate and --component need a latent-variable model; "
+                             f"{model_dir} is a stroke_diffusion run")
+        return diffusion_generate.run_diffusion_sampling(
+            model_dir, output_dir, num_per_category, conditional, seed=seed,
+            batch_size=batch_size, write_files=write_files, **(diffusion or {}))
     if num_per_category < 1:
         raise ValueError(f"num_per_category={num_per_category}: must be >= 1")
     if batch_size < 1:

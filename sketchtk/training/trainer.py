@@ -50,9 +50,13 @@ def model_config_dict(hparams, data, data_dir):
     ``data_dir`` is recorded (absolute, or None for the embedded data) so that sampling and
     evaluation find the same test sketches by default.
     """
-    return {"hparams": hparams.to_dict(), "max_seq_len": data.max_seq_len,
-            "scale_factor": data.scale_factor, "categories": list(data.categories),
-            "data_dir": None if data_dir is None else os.path.abspath(data_dir)}
+    config = {"hparams": hparams.to_dict(), "max_seq_len": data.max_seq_len,
+              "scale_factor": data.scale_factor, "categories": list(data.categories),
+              "data_dir": None if data_dir is None else os.path.abspath(data_dir)}
+    if hparams.model == "stroke_diffusion":
+        from sketchtk.data.point_sequences import point_data_statistics
+        config.update(point_data_statistics(data, hparams.representation))
+    return config
 
 
 # Keys that only steer how long / how verbosely a run goes on: a resumed run may change them.
@@ -74,6 +78,10 @@ def _check_resumable(saved, config, log_root):
 def build_model(config):
     """Model of a ``model_config`` dict (uncompiled, weights not yet created)."""
     hp = HParams.from_dict(config["hparams"])
+    if hp.model == "stroke_diffusion":
+        from sketchtk.models.stroke_diffusion import StrokeDiffusion
+        return StrokeDiffusion(hp, config["max_seq_len"], config["point_stats"],
+                               config["length_model"], config["categories"])
     if hp.model == "sketch_a_net":
         from sketchtk.models.sketch_a_net import SketchANet
         return SketchANet(num_classes=len(config["categories"]), input_size=hp.png_width)
@@ -113,6 +121,9 @@ def compile_model(model, hparams):
         model.compile(optimizer=keras.optimizers.Adam(hparams.learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])
+    elif hparams.model == "stroke_diffusion":
+        from sketchtk.models.stroke_diffusion import make_optimizer
+        model.compile(optimizer=make_optimizer(hparams))
     else:
         from sketchtk.models.sketch_vae import make_optimizer
         model.compile(optimizer=make_optimizer(hparams))
@@ -130,6 +141,9 @@ def _dummy_batch(config):
 
 
 def _build(model, config):
+    if hasattr(model, "dummy_batch"):  # stroke_diffusion: point batches, no images
+        model.build_from_batch(model.dummy_batch())
+        return
     batch = _dummy_batch(config)
     if hasattr(model, "build_from_batch"):
         model.build_from_batch(batch)
@@ -152,7 +166,8 @@ def _steps_per_epoch(hparams, n_train):
     return hparams.save_every * max(1, n_train // hparams.batch_size)
 
 
-def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=None, verbose="auto"):
+def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=None, verbose="auto",
+                       tensorboard_samples=0):
     """Train ``hparams.model`` on ``data_dir`` (None = embedded default data), writing to ``log_root``.
 
     Args:
@@ -163,6 +178,8 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
         existing run there is an error (pass a new ``log_root`` or delete it).
       strategy: a ``tf.distribute.Strategy``; default ``get_strategy()``.
       verbose: Keras ``fit`` verbosity (progress bar with "auto"/1).
+      tensorboard_samples: at each validation, draw this many conditional samples of fixed
+        validation sketches into TensorBoard (sketch VAEs; 0 = off; ``train.py`` uses 8).
 
     Returns:
       TrainResult.
@@ -176,15 +193,22 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
     # The chief locks the run directory for the whole run (other workers write nothing there);
     # a run that fails before writing anything leaves no empty directory behind.
     with run_directory(log_root, lock=is_chief(strategy)):
-        return _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose)
+        return _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
+                                   tensorboard_samples)
 
 
-def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose):
+def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
+                        tensorboard_samples=0):
     hparams = hparams.validated()
     chief = is_chief(strategy)
     keras.utils.set_random_seed(hparams.seed)
+    diffusion = hparams.model == "stroke_diffusion"
     data = load_sketch_data(data_dir, hparams.categories, hparams.num_per_category,
-                            hparams.max_seq_len)
+                            -1 if diffusion else hparams.max_seq_len)
+    if diffusion:  # point sequences: resample / RDP, then cap the point count (max_seq_len)
+        from sketchtk.data.point_sequences import prepare_point_data
+        data = prepare_point_data(data, hparams.resample_spacing, hparams.rdp_epsilon,
+                                  hparams.max_seq_len)
     config = model_config_dict(hparams, data, data_dir)
     config_text = json.dumps(config, indent=2, sort_keys=True)
     manager = CheckpointManager(log_root)
@@ -222,6 +246,8 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose):
         train_ds = train_ds.map(_classifier_xy)
         valid_ds = valid_ds.map(_classifier_xy)
         monitor = "val_loss"
+    elif hparams.model == "stroke_diffusion":
+        monitor = "val_loss"
     else:
         monitor = "val_recon"
 
@@ -234,6 +260,9 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose):
                                     start_step),
                       keras.callbacks.TensorBoard(os.path.join(log_root, "tensorboard"),
                                                   update_freq=hparams.log_every)]
+        if tensorboard_samples > 0 and hasattr(model, "encode") and hasattr(model, "decoder"):
+            callbacks.append(_sample_grid_summary(model, data, hparams, log_root,
+                                                  tensorboard_samples))
     if start_step < num_steps and not (state.get("bad_evals", 0)
                                                >= hparams.early_stop_patience):
         model.fit(train_ds, epochs=epochs, initial_epoch=int(state["epoch"]), steps_per_epoch=spe,
@@ -253,6 +282,25 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose):
     return TrainResult(log_root, int(model.optimizer.iterations.numpy()), final.get("best_step"),
                        final.get("best"), early_stopped, os.path.join(log_root, "history.csv"),
                        extra)
+
+
+def _sample_grid_summary(model, data, hparams, log_root, num):
+    """The TensorBoard sample-grid callback on the first ``num`` validation sketches."""
+    # The decoding loop (sampling/sampler.py) depends only on models and data, not on the
+    # sampling job that imports this module.
+    from sketchtk.sampling.sampler import Sampler
+    num = min(num, len(data["valid"]))
+    batch = next(iter(make_dataset(data, "valid", hparams, training=False, batch_size=num)))
+    batch = {k: v[:num] for k, v in batch.items()}
+    refs = [s * np.float32([data.scale_factor, data.scale_factor, 1.0])
+            for s in data["valid"].sketches[:num]]
+    samplers = {}
+
+    def sample(m, z):
+        sampler = samplers.setdefault(id(m), Sampler(m))
+        return sampler.sample(z, temperature=0.24, seed=0)
+    return cb.SampleGridSummary(os.path.join(log_root, "tensorboard", "validation"), batch, refs,
+                                sample)
 
 
 def _classifier_xy(batch):

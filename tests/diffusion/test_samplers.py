@@ -14,7 +14,7 @@ N = 20000
 
 def exact_denoiser(process):
     """E[eps | x_t] for x0 ~ N(MU0, SD0^2): the optimal eps-network."""
-    def fn(x, t, mask):
+    def fn(x, t, mask, context):
         ab = process.alphabar(t)[:, None, None]
         var = ab * SD0 ** 2 + 1 - ab
         eps = tf.sqrt(1 - ab) * (x - tf.sqrt(ab) * MU0) / var

@@ -1,0 +1,138 @@
+"""StrokeDiffusion on the embedded real QuickDraw data: guidance, pen decoding, save / reload,
+training through the shared trainer and sampling through sample.py's job."""
+
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hparams import get_preset
+from sketchtk.data import point_sequences as ps
+from sketchtk.data.loader import DEFAULT_CATEGORIES, load_sketch_data
+from sketchtk.data.pipeline import make_dataset
+from sketchtk.models.stroke_diffusion import StrokeDiffusion
+from sketchtk.training import trainer
+
+
+def _hp(**changes):
+    return get_preset("diffusion_smoke").replace(class_conditional=True, **changes)
+
+
+@pytest.fixture(scope="module")
+def point_data():
+    return ps.prepare_point_data(load_sketch_data(None, DEFAULT_CATEGORIES), max_points=96)
+
+
+def _model(point_data, hp):
+    stats = ps.point_data_statistics(point_data, hp.representation)
+    model = StrokeDiffusion(hp, point_data.max_seq_len, stats["point_stats"],
+                            stats["length_model"], DEFAULT_CATEGORIES)
+    model.build_from_batch(model.dummy_batch())
+    return model
+
+
+@pytest.fixture(scope="module")
+def valid_batch(point_data):
+    return next(iter(make_dataset(point_data, "valid", _hp(batch_size=6), training=False)))
+
+
+def test_guidance_scale_zero_equals_the_unconditional_model(point_data, valid_batch):
+    model = _model(point_data, _hp(pen_mode="head"))
+    mask = valid_batch["mask"]
+    x0 = model.normalise(valid_batch["points"], mask)
+    t = tf.constant([1, 9, 19, 29, 39, 49])
+    x_t = model.process.q_sample(x0, t, tf.random.stateless_normal(tf.shape(x0), (0, 1)))
+    labels = valid_batch["labels"]
+    uncond = model.denoise(x_t, t, mask)  # the null label
+    cond = model.denoise(x_t, t, mask, labels)
+    for got, want in zip(model.denoise(x_t, t, mask, labels, guidance=0.0), uncond):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(cond[0], uncond[0], atol=1e-4)  # the label does matter
+    g2 = model.denoise(x_t, t, mask, labels, guidance=2.0)
+    np.testing.assert_allclose(g2[0], 2 * cond[0] - uncond[0], atol=1e-4)
+
+
+def test_pen_head_is_decoded_from_softmax_probabilities(point_data):
+    model = _model(point_data, _hp(pen_mode="head"))
+    x0 = np.zeros((1, 8, 2), np.float32)
+    mask = np.zeros((1, 8), np.float32)
+    mask[0, :4] = 1
+    # (pen-down, pen-up) logits. SketchKnitter thresholds the raw pen-down logit (>= 0.5 -> "up"):
+    # row 0 would lift the pen there although pen-down is the likely class, row 1 would not.
+    logits = np.array([[[2.0, 1.0], [-5.0, -4.0], [0.0, 3.0], [1.0, 0.0]] + [[0, 0]] * 4],
+                      np.float32)
+    (sketch,) = model.to_strokes(x0, logits, mask)
+    np.testing.assert_array_equal(sketch[:, 2], [0, 1, 1, 1])  # last real point always lifts
+
+
+@pytest.fixture(scope="module")
+def diffusion_run(tmp_path_factory):
+    """A 6-step class-conditional ``diffusion_smoke`` run with a pen head, through the trainer."""
+    log_root = str(tmp_path_factory.mktemp("diffusion_run"))
+    result = trainer.train_and_evaluate(_hp(pen_mode="head"), log_root, verbose=0)
+    assert result.steps == 6
+    return log_root
+
+
+@pytest.fixture(scope="module")
+def trained(diffusion_run):
+    return trainer.load_trained_model(diffusion_run)
+
+
+def test_keras_round_trip_and_ema_weights(trained, valid_batch, tmp_path):
+    model, _ = trained
+    path = str(tmp_path / "diffusion.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    for key, value in model.compute_losses(valid_batch).items():
+        np.testing.assert_allclose(reloaded.compute_losses(valid_batch)[key], value, rtol=1e-5)
+    for a, b in zip(model.ema, reloaded.ema):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # the EMA moved away from the training weights and is swapped in only inside the context
+    before = [w.numpy() for w in model.trainable_weights]
+    assert any(not np.allclose(a.numpy(), w) for a, w in zip(model.ema, before))
+    with model.ema_weights():
+        np.testing.assert_allclose(model.trainable_weights[0].numpy(), model.ema[0].numpy())
+    for w, b in zip(model.trainable_weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+def test_smoke_training_through_the_trainer_lowers_the_loss(diffusion_run, trained):
+    with open(os.path.join(diffusion_run, "history.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    losses = [float(r["loss"]) for r in rows]
+    assert np.all(np.isfinite(losses)) and {"diffusion_loss", "pen_xent", "lr"} <= set(rows[0])
+    assert np.mean(losses[-2:]) < losses[0]
+    config = trainer.read_json(os.path.join(diffusion_run, "model_config.json"))
+    assert config["max_seq_len"] % ps.PAD_MULTIPLE == 0
+    assert len(config["length_model"]["counts"]) == len(DEFAULT_CATEGORIES)
+    model, _ = trained
+    assert model.point_stats == ps.PointStats.from_dict(config["point_stats"])
+    assert os.path.exists(os.path.join(diffusion_run, "ckpt", "ckpt-6", "weights.weights.h5"))
+
+
+def test_sampling_job_writes_sketches_with_valid_pen_structure(diffusion_run, tmp_path):
+    from sketchtk.sampling.generate import run_sampling
+    out = str(tmp_path / "samples")
+    options = dict(sampler="ddim", steps=5, guidance=1.5, show_process=True)
+    result = run_sampling(diffusion_run, out, num_per_category=2, conditional=True,
+                          diffusion=options)
+    names = sorted(os.listdir(out))
+    for expected in ("grid.png", "grid.svg", "samples.npz", "process.png", "process.gif",
+                     "stairs_0.svg", "triangle_1.png"):
+        assert expected in names
+    bundle = np.load(os.path.join(out, "samples.npz"), allow_pickle=True)
+    assert len(bundle["strokes"]) == 2 * len(DEFAULT_CATEGORIES)
+    np.testing.assert_array_equal(bundle["labels"], np.repeat(np.arange(5), 2))
+    for sketch, length in zip(bundle["strokes"], bundle["lengths"]):
+        assert sketch.shape == (length, 3) and np.all(np.isfinite(sketch))
+        assert set(np.unique(sketch[:, 2])) <= {0.0, 1.0} and sketch[-1, 2] == 1
+    from PIL import Image
+    gif = Image.open(os.path.join(out, "process.gif"))
+    assert gif.n_frames > 3
+    with pytest.raises(ValueError, match="--steps=80"):
+        run_sampling(diffusion_run, out, 1, True, diffusion=dict(steps=80))
