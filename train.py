@@ -22,6 +22,9 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "multi_worker", "defa
 flags.DEFINE_integer("verbose", None, "Keras progress output: 0 silent, 1 progress bar, 2 one "
                      "line per validation (default: 1 on a terminal, else 2).", lower_bound=0,
                      upper_bound=2)
+flags.DEFINE_integer("tensorboard_samples", 8, "Conditional samples of fixed validation "
+                     "sketches drawn into TensorBoard at each validation (0: none).",
+                     lower_bound=0)
 FLAGS = flags.FLAGS
 
 
@@ -38,7 +41,8 @@ def main(argv):
     hparams = parse_overrides(get_preset(FLAGS.preset), FLAGS.hparams)
     verbose = cli.progress_verbose() if FLAGS.verbose is None else FLAGS.verbose
     result = train_and_evaluate(hparams, FLAGS.log_root, FLAGS.data_dir, FLAGS.resume_training,
-                                strategy=get_strategy(FLAGS.strategy), verbose=verbose)
+                                strategy=get_strategy(FLAGS.strategy), verbose=verbose,
+                                tensorboard_samples=FLAGS.tensorboard_samples)
     logging.info("done: %s", result)
 
 

@@ -121,3 +121,49 @@ class ValidateAndCheckpoint(keras.callbacks.Callback):
             logging.info("early stopping at step %d", step)
             self.early_stopped = True
             self.model.stop_training = True
+
+
+class SampleGridSummary(keras.callbacks.Callback):
+    """At each validation, a picture of conditional samples in TensorBoard, next to the losses.
+
+    The top row holds fixed validation sketches, the row under it what the model draws from each
+    one's latent mean (the same references every time, so the rows show training progress).
+
+    Args:
+      log_dir: directory for the image summaries (the run's ``tensorboard/validation``).
+      batch: a fixed validation batch dict from ``make_dataset`` (``strokes``, ``images``,
+        ``lengths``; the references).
+      references: the same sketches as stroke-3 (for the top row).
+      sample_fn: ``(model, z) -> list of stroke-3`` (the compiled batched sampler's ``sample``).
+      cell: side of one cell in pixels.
+    """
+
+    def __init__(self, log_dir, batch, references, sample_fn, cell=64):
+        super().__init__()
+        self.log_dir = log_dir
+        self.batch = batch
+        self.references = list(references)
+        self.sample_fn = sample_fn
+        self.cell = cell
+        self._writer = None
+
+    def grid(self):
+        """uint8 ``[1, 2 * cell, n * cell, 1]``: references over samples (black on white)."""
+        from sketchtk.render.raster import render_sketches
+        z = self.model.encode(self.batch, training=False)[0]
+        samples = self.sample_fn(self.model, np.asarray(z))
+        n = len(self.references)
+        images = render_sketches(self.references + list(samples), width=self.cell)
+        rows = [np.concatenate(list(images[:n]), axis=1), np.concatenate(list(images[n:]), axis=1)]
+        picture = np.concatenate(rows, axis=0)
+        picture[self.cell - 1, :] = 160  # a grey rule between references and samples
+        return picture[None, :, :, None]
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        step = int(self.model.optimizer.iterations.numpy())
+        with self._writer.as_default():
+            tf.summary.image("conditional_samples (top: references)", self.grid(), step=step)
+        self._writer.flush()

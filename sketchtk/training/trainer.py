@@ -289,11 +289,14 @@ def _sample_grid_summary(model, data, hparams, log_root, num):
     # The decoding loop (sampling/sampler.py) depends only on models and data, not on the
     # sampling job that imports this module.
     from sketchtk.sampling.sampler import Sampler
-    num = min(num, len(data["valid"]))
-    batch = next(iter(make_dataset(data, "valid", hparams, training=False, batch_size=num)))
-    batch = {k: v[:num] for k, v in batch.items()}
-    refs = [s * np.float32([data.scale_factor, data.scale_factor, 1.0])
-            for s in data["valid"].sketches[:num]]
+    valid = data["valid"]
+    # spread over the (category-ordered) validation set, so every category shows
+    pick = np.unique(np.linspace(0, len(valid) - 1, min(num, len(valid))).round().astype(int))
+    whole = next(iter(make_dataset(data, "valid", hparams, training=False,
+                                   batch_size=len(valid))))
+    batch = {k: tf.gather(v, pick) for k, v in whole.items()}
+    refs = [valid.sketches[i] * np.float32([data.scale_factor, data.scale_factor, 1.0])
+            for i in pick]
     samplers = {}
 
     def sample(m, z):
