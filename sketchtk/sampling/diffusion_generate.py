@@ -151,13 +151,17 @@ def save_process_pictures(model, trajectory, pen, mask, output_dir, scale_factor
                                          mask[r:r + 1], scale_factor))
     save_grid_png(cells, os.path.join(output_dir, "process.png"), ncols=len(cols))
     frames_at = np.unique(np.linspace(0, len(trajectory) - 1, GIF_FRAMES).round().astype(int))
-    frames = []
+    cells = []
+    for c in frames_at:  # every frame a row of one big grid: one rendering call for all frames
+        cells.extend(_frame_sketches(model, trajectory[c, :rows], pen[:rows], mask[:rows],
+                                     scale_factor))
     with tempfile.TemporaryDirectory() as tmp:
-        for k, c in enumerate(frames_at):
-            path = os.path.join(tmp, f"{k}.png")
-            save_grid_png(_frame_sketches(model, trajectory[c, :rows], pen[:rows], mask[:rows],
-                                          scale_factor), path, ncols=rows)
-            frames.append(Image.open(path).convert("L").copy())
+        path = os.path.join(tmp, "frames.png")
+        width, height = save_grid_png(cells, path, ncols=rows, cell=PNG_WIDTH)
+        sheet = Image.open(path).convert("L")
+        row_height = height // len(frames_at)
+        frames = [sheet.crop((0, k * row_height, width, (k + 1) * row_height)).copy()
+                  for k in range(len(frames_at))]
     durations = [80] * (len(frames) - 1) + [1500]  # hold the finished sketches
     frames[0].save(os.path.join(output_dir, "process.gif"), save_all=True,
                    append_images=frames[1:], duration=durations, loop=0)

@@ -121,6 +121,7 @@ def test_sampling_job_writes_sketches_with_valid_pen_structure(diffusion_run, tm
     options = dict(sampler="ddim", steps=5, guidance=1.5, show_process=True)
     result = run_sampling(diffusion_run, out, num_per_category=2, conditional=True,
                           diffusion=options)
+    assert len(result["strokes"]) == 2 * len(DEFAULT_CATEGORIES)
     names = sorted(os.listdir(out))
     for expected in ("grid.png", "grid.svg", "samples.npz", "process.png", "process.gif",
                      "stairs_0.svg", "triangle_1.png"):
