@@ -94,7 +94,8 @@ def quickstart():
     """The README's first run: small enough to train in about 2 minutes on 2 CPU cores, trained
     long enough (200 steps) that the samples are visible strokes (the ``smoke`` model, 6 steps,
     mostly ends its sketches at once). An LSTM 128 decoder, z 16, batch 32, sketches capped at
-    100 points (4 of the 332 training drawings are longer), a doubled learning rate."""
+    100 points (4 of the 332 training drawings are longer), learning rate 0.003 (at 0.002 the
+    best validation reconstruction was 75.6, at 0.003 68.3, with more pen lifts and corners)."""
     return HParams(
         categories=DEFAULT_CATEGORIES,
         num_mixture=len(DEFAULT_CATEGORIES),
@@ -104,7 +105,7 @@ def quickstart():
         z_size=16,
         mdn_components=10,
         batch_size=32,
-        learning_rate=0.002,
+        learning_rate=0.003,
         num_steps=200,
         eval_every=100,
         gmm_warmup_steps=100,
