@@ -55,7 +55,7 @@ FEATURE_SPACE_NOTE = ("FID / precision / recall are in the feature space of the 
 
 
 def load_samples(sample_dir):
-    """The ``samples.npz`` bundle written by ``sample.py``; DataError naming the file if unusable."""
+    """The ``samples.npz`` bundle written by ``sample.py``; DataError naming the file if bad."""
     path = os.path.join(sample_dir, "samples.npz")
     if not os.path.exists(path):
         raise DataError(f"{path}: no samples bundle; run sample.py --output_dir={sample_dir} first")
@@ -97,7 +97,7 @@ def degenerate_reasons(sketches):
 
 
 def _stroke_batch(sketches, scale_factor, max_seq_len):
-    """Stroke-5 ``[B, max_seq_len + 1, 5]`` and lengths of stroke-3 sketches divided by ``scale_factor``."""
+    """Stroke-5 ``[B, max_seq_len + 1, 5]`` and lengths of stroke-3 sketches / ``scale_factor``."""
     strokes5, lengths = [], []
     for sketch in sketches:
         s = np.asarray(sketch, np.float32)[:max_seq_len].copy()
@@ -145,7 +145,9 @@ def _read_run_config(model_dir):
     return read_json(path)
 
 
-def _load_classifier(classifier_dir, categories):
+def _check_classifier(classifier_dir, categories):
+    """ValueError unless ``classifier_dir`` is a Sketch-a-Net run on ``categories`` (read first,
+    so a wrong directory fails before anything is loaded)."""
     config = _read_run_config(classifier_dir)
     kind = config.get("hparams", {}).get("model")
     if kind != "sketch_a_net":
@@ -155,8 +157,6 @@ def _load_classifier(classifier_dir, categories):
         raise ValueError(f"--classifier_dir={classifier_dir} was trained on categories "
                          f"{config['categories']}, but the model on {list(categories)}: train "
                          "the classifier on the model's categories (same order)")
-    classifier, _ = load_trained_model(classifier_dir)
-    return classifier
 
 
 def _test_scale_factor(config):
@@ -170,7 +170,7 @@ def _load_split(config, data_dir, split):
 
 
 def _retrieval(model, test, samples, degenerate, names, block_size, metrics):
-    """Ret of the generated sketches; degenerate ones count as misses (rank = number of refs)."""
+    """Ret of the generated sketches; degenerate ones count as misses at every k."""
     ref_codes = encode_sketches(model, test["test"].sketches, normalised=True)
     num_refs = len(ref_codes)
     ref_index = np.asarray(samples["ref_index"]).astype(np.int64)
@@ -178,7 +178,8 @@ def _retrieval(model, test, samples, degenerate, names, block_size, metrics):
         raise DataError(f"samples.npz names test reference {int(ref_index.max())} but the test "
                         f"set has {num_refs} sketches: the samples were drawn against other test "
                         "data (pass the --data_dir they were sampled with)")
-    ranks = np.full(len(ref_index), num_refs, np.int64)
+    # A miss even where k >= the number of references (top-k is otherwise trivially 1 there).
+    ranks = np.full(len(ref_index), np.iinfo(np.int64).max, np.int64)
     ok = ~degenerate
     if ok.any():
         gen_codes = encode_sketches(model, samples["strokes"][ok])
@@ -280,6 +281,8 @@ def run_evaluation(model_dir, sample_dir, classifier_dir=None, data_dir=None, bl
     if degenerate.any():
         logging.warning("%s: %d of %d samples are degenerate (%s)", sample_dir,
                         int(degenerate.sum()), len(strokes), reasons)
+    if classifier_dir:
+        _check_classifier(classifier_dir, categories)
     test = _load_split(config, data_dir, "test")
 
     model = None
@@ -295,7 +298,7 @@ def run_evaluation(model_dir, sample_dir, classifier_dir=None, data_dir=None, bl
                                 "re-encode the samples into")
 
     if classifier_dir:
-        classifier = _load_classifier(classifier_dir, categories)
+        classifier, _ = load_trained_model(classifier_dir)
         valid = _load_split(config, data_dir, "valid")
         _image_metrics(classifier, test, valid, samples, degenerate, categories, has_labels, k,
                        block_size, metrics)

@@ -36,7 +36,7 @@ DEFAULT_K = 3
 
 
 def _as_features(feats, name, min_rows=1):
-    """float64 ``[N, D]`` copy of ``feats``; ValueError for bad shapes, dtypes or non-finite values."""
+    """float64 ``[N, D]`` copy of ``feats``; ValueError for bad shapes, dtypes, non-finite values."""
     feats = np.asarray(feats)
     if feats.ndim != 2:
         raise ValueError(f"{name} must be a [num, dim] feature array; got shape {feats.shape}")
@@ -46,7 +46,8 @@ def _as_features(feats, name, min_rows=1):
         raise ValueError(f"{name} needs at least {min_rows} feature vectors; got {feats.shape[0]}")
     feats = feats.astype(np.float64)
     if not np.all(np.isfinite(feats)):
-        raise ValueError(f"{name} holds {feats.size - np.isfinite(feats).sum()} non-finite value(s)")
+        bad = feats.size - np.isfinite(feats).sum()
+        raise ValueError(f"{name} holds {bad} non-finite value(s)")
     return feats
 
 
@@ -64,7 +65,7 @@ def _psd_sqrt(matrix):
 
 
 def trace_sqrt_product(sigma_a, sigma_b):
-    """``tr((S_a S_b)^{1/2})`` for symmetric PSD ``[D, D]`` matrices, via ``S_a^{1/2} S_b S_a^{1/2}``."""
+    """``tr((S_a S_b)^{1/2})`` of symmetric PSD ``[D, D]`` matrices via ``S_a^{1/2} S_b S_a^{1/2}``."""
     root_a = _psd_sqrt(np.asarray(sigma_a, np.float64))
     inner = root_a @ np.asarray(sigma_b, np.float64) @ root_a
     values = np.linalg.eigvalsh(0.5 * (inner + inner.T))
@@ -142,7 +143,7 @@ def knn_radii(feats, k=DEFAULT_K, block_size=1024):
 
 
 def manifold_coverage(manifold_feats, manifold_radii, query_feats, block_size=1024):
-    """Fraction of ``query_feats [Q, D]`` inside the union of balls around ``manifold_feats [M, D]``.
+    """Fraction of ``query_feats [Q, D]`` in the union of balls around ``manifold_feats [M, D]``.
 
     A query is inside when its squared distance to some manifold point ``j`` is at most
     ``manifold_radii[j]`` (squared radii, ``knn_radii``). Returns NaN for no queries.

@@ -150,7 +150,7 @@ class SketchANet(keras.Model):
 
 
 def penultimate_features(classifier, images, batch_size=256):
-    """Input of ``classifier``'s final layer, ``float32 [N, D]``, for uint8 sketch images ``[N, W, W]``.
+    """Input of ``classifier``'s last layer, ``float32 [N, D]``, for uint8 sketches ``[N, W, W]``.
 
     For ``SketchANet`` that is the ``fc7`` activation (after ReLU; dropout is off at inference);
     the same rule (the input of the last layer, usually the logits ``Dense``) serves any

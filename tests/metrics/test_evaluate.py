@@ -54,7 +54,8 @@ def _features(classifier, sketches):
 
 def test_classifier_features_are_the_logit_layers_input(classifier_run):
     classifier, _ = load_trained_model(classifier_run)
-    images = render_sketches(list(load_sketch_data(scale_factor=1.0, splits=("test",))["test"].sketches[:20]))
+    test = load_sketch_data(scale_factor=1.0, splits=("test",))["test"]
+    images = render_sketches(list(test.sketches[:20]))
     feats = sq.classifier_features(classifier, images, batch_size=7)
     logits_layer = classifier.get_layer("logits")
     direct = classifier(preprocess_images(images), training=False).numpy()
@@ -92,6 +93,7 @@ def test_degenerate_samples_count_as_misses_and_are_left_out_of_fid(smoke_run, c
         "fewer_than_2_points": 2, "nothing_drawn": 1, "non_finite": 1}
     # The other sketches are the references themselves (rank 0); the degenerate ones are misses.
     assert metrics["ret_top1"] == pytest.approx((n - 4) / n)
+    assert n < 50 and metrics["ret_top50"] == pytest.approx((n - 4) / n)  # misses even at k >= n
     classifier, _ = load_trained_model(classifier_run)
     ok = np.ones(n, bool)
     ok[list(bad)] = False
