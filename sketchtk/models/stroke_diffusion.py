@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from sketchtk.config import HParams
-from sketchtk.data.point_sequences import LengthModel, PointStats, from_points
+from sketchtk.data.point_sequences import LengthModel, PointStats, from_points, padded_length
 from sketchtk.diffusion import guidance as cfg
 from sketchtk.diffusion.process import GaussianProcess
 from sketchtk.diffusion.samplers import ReverseSampler, sampling_timesteps
@@ -327,14 +327,17 @@ class StrokeDiffusion(keras.Model):
         """
         lengths = np.asarray(lengths, np.int32)
         b = len(lengths)
-        mask = tf.sequence_mask(lengths, self.max_seq_len, dtype=tf.float32)
+        # pad to this batch's longest sketch, not max_seq_len: the denoisers ignore padding (a
+        # tested property), so the cost follows the real lengths
+        length = min(self.max_seq_len, padded_length(int(lengths.max())))
+        mask = tf.sequence_mask(lengths, length, dtype=tf.float32)
         conditional = labels is not None and self.class_embedding is not None
         if labels is not None and self.class_embedding is None:
             raise ValueError("labels given but the model is not class-conditional "
                              "(trained with class_conditional=False)")
         lab = tf.constant(np.zeros(b, np.int32) if labels is None else np.asarray(labels, np.int32))
         loop = self._sampler(conditional, float(guidance) != 1.0)
-        x_T = tf.random.stateless_normal([b, self.max_seq_len, self.channels], (seed, 1))
+        x_T = tf.random.stateless_normal([b, length, self.channels], (seed, 1))
         x0, pen, traj = loop.sample(x_T, mask, sampling_timesteps(self.process, steps), sampler,
                                     eta=eta, variance_strength=variance_strength,
                                     seed=(seed, 2), record=record,

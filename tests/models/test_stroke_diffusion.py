@@ -137,3 +137,60 @@ def test_sampling_job_writes_sketches_with_valid_pen_structure(diffusion_run, tm
     assert gif.n_frames > 3
     with pytest.raises(ValueError, match="--steps=80"):
         run_sampling(diffusion_run, out, 1, True, diffusion=dict(steps=80))
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _loss_falls(log_root):
+    with open(os.path.join(log_root, "history.csv")) as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert np.all(np.isfinite(losses))
+    assert np.mean(losses[-2:]) < losses[0], losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset,overrides", [
+    ("chirodiff", "num_steps=8,eval_every=4,batch_size=16,class_conditional=True"),
+    ("sketchknitter", "num_steps=8,eval_every=4,batch_size=16,denoiser_units=16,"
+                      "learning_rate=1e-3"),
+    ("diffusion_smoke", "denoiser=bigru,num_steps=8,eval_every=4,representation=absolute"),
+    ("diffusion_smoke", "denoiser=unet1d,num_steps=8,eval_every=4,parametrisation=v"),
+])
+def test_preset_trains_through_train_py_and_sample_py_writes_sketches(preset, overrides, tmp_path):
+    import subprocess
+    import sys
+    run, out = str(tmp_path / "run"), str(tmp_path / "samples")
+    subprocess.run([sys.executable, "train.py", f"--preset={preset}", f"--hparams={overrides}",
+                    f"--log_root={run}", "--verbose=0"], cwd=REPO, check=True, timeout=1200)
+    _loss_falls(run)
+    conditional = "class_conditional=True" in overrides
+    subprocess.run([sys.executable, "sample.py", f"--model_dir={run}", f"--output_dir={out}",
+                    "--num_per_category=2", f"--conditional={conditional}", "--sampler=ddim",
+                    "--steps=10", "--eta=0.5"], cwd=REPO, check=True, timeout=1200)
+    bundle = np.load(os.path.join(out, "samples.npz"), allow_pickle=True)
+    assert len(bundle["strokes"]) == 10
+    for sketch in bundle["strokes"]:
+        assert np.all(np.isfinite(sketch)) and sketch[-1, 2] == 1
+        assert set(np.unique(sketch[:, 2])) <= {0.0, 1.0}
+
+
+@pytest.mark.slow
+def test_resumed_diffusion_run_is_bit_identical(tmp_path):
+    import h5py
+    hp = _hp(num_steps=4, eval_every=2)
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    trainer.train_and_evaluate(hp, straight, verbose=0)
+    trainer.train_and_evaluate(hp.replace(num_steps=2), resumed, verbose=0)
+    trainer.train_and_evaluate(hp, resumed, verbose=0)
+
+    def weights(root):
+        out = {}
+        with h5py.File(os.path.join(root, "ckpt", "ckpt-4", "weights.weights.h5")) as f:
+            f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset)
+                         else None)
+        return out
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys() and len(a) > 10
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
