@@ -42,7 +42,8 @@ def main(argv):
     verbose = cli.progress_verbose() if FLAGS.verbose is None else FLAGS.verbose
     result = train_and_evaluate(hparams, FLAGS.log_root, FLAGS.data_dir, FLAGS.resume_training,
                                 strategy=get_strategy(FLAGS.strategy), verbose=verbose,
-                                tensorboard_samples=FLAGS.tensorboard_samples)
+                                tensorboard_samples=FLAGS.tensorboard_samples,
+                                export_keras=True)
     logging.info("done: %s", result)
 
 

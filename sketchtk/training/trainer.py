@@ -167,7 +167,7 @@ def _steps_per_epoch(hparams, n_train):
 
 
 def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=None, verbose="auto",
-                       tensorboard_samples=0):
+                       tensorboard_samples=0, export_keras=False):
     """Train ``hparams.model`` on ``data_dir`` (None = embedded default data), writing to ``log_root``.
 
     Args:
@@ -180,6 +180,8 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
       verbose: Keras ``fit`` verbosity (progress bar with "auto"/1).
       tensorboard_samples: at each validation, draw this many conditional samples of fixed
         validation sketches into TensorBoard (sketch VAEs; 0 = off; ``train.py`` uses 8).
+      export_keras: at the end, also write ``model.keras`` (best weights, see
+        :func:`export_keras_model`; ``train.py`` does).
 
     Returns:
       TrainResult.
@@ -194,11 +196,11 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
     # a run that fails before writing anything leaves no empty directory behind.
     with run_directory(log_root, lock=is_chief(strategy)):
         return _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
-                                   tensorboard_samples)
+                                   tensorboard_samples, export_keras)
 
 
 def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
-                        tensorboard_samples=0):
+                        tensorboard_samples=0, export_keras=False):
     hparams = hparams.validated()
     chief = is_chief(strategy)
     keras.utils.set_random_seed(hparams.seed)
@@ -276,12 +278,62 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
     extra = {}
     if hparams.model == "sketch_a_net":
         extra = _evaluate_classifier(model, data, hparams, manager, log_root, chief)
+    if export_keras and chief:
+        extra = {**extra, "keras_model": export_keras_model(log_root)}
     # A resumed run that had already stopped early reports it too.
     early_stopped = (checkpointer.early_stopped
                      or final.get("bad_evals", 0) >= hparams.early_stop_patience)
     return TrainResult(log_root, int(model.optimizer.iterations.numpy()), final.get("best_step"),
                        final.get("best"), early_stopped, os.path.join(log_root, "history.csv"),
                        extra)
+
+
+def _check_input(model, config):
+    """A batch the model can be called on (for comparing outputs)."""
+    if hasattr(model, "dummy_batch"):
+        return model.dummy_batch()
+    batch = _dummy_batch(config)
+    return batch if hasattr(model, "build_from_batch") else images_to_input(batch["images"])
+
+
+def export_keras_model(model_dir):
+    """Write ``<model_dir>/model.keras``: the best weights in Keras' own format (no optimiser
+    state), for ``keras.saving.load_model`` (safe mode) once ``sketchtk.models`` is imported.
+
+    The file lands only when it reloads to the same outputs (checked here on a dummy batch); a
+    model class that cannot rebuild its weights from its config (Keras' ``build_from_config``)
+    gets a logged warning and no file. Returns the path, or None.
+    """
+    import warnings
+    trained, config = load_trained_model(model_dir)
+    fresh = build_model(config)
+    _build(fresh, config)
+    if [tuple(w.shape) for w in fresh.weights] != [tuple(w.shape) for w in trained.weights]:
+        raise RuntimeError(f"{model_dir}: a rebuilt model does not match the trained one")
+    for target, source in zip(fresh.weights, trained.weights):
+        target.assign(source)
+    path = os.path.join(model_dir, "model.keras")
+    tmp = os.path.join(model_dir, ".tmp-model.keras")  # cleaned by the next run if left
+    fresh.save(tmp)
+    batch = _check_input(fresh, config)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reloaded = keras.saving.load_model(tmp)
+        same = all(np.allclose(a, b, atol=1e-6) for a, b in zip(
+            keras.tree.flatten(fresh(batch)), keras.tree.flatten(reloaded(batch))))
+    except Exception as err:  # pylint: disable=broad-except  any failure means: no export
+        same, why = False, f"{type(err).__name__}: {err}"
+    else:
+        why = "the reloaded model's outputs differ"
+    if not same:
+        os.remove(tmp)
+        logging.warning("%s: model.keras not written: %s (%s cannot rebuild its weights from "
+                        "its config yet)", model_dir, why, type(fresh).__name__)
+        return None
+    os.replace(tmp, path)
+    logging.info("wrote %s", path)
+    return path
 
 
 def _sample_grid_summary(model, data, hparams, log_root, num):
