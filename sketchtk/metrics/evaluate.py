@@ -165,8 +165,12 @@ def _test_scale_factor(config):
 
 
 def _load_split(config, data_dir, split):
+    """The real sketches of ``split``. VAE runs: capped at the run's ``max_seq_len`` (what the
+    model reads). Other families (diffusion caps *resampled* point sequences): every sketch."""
+    capped = config.get("hparams", {}).get("model") in VAE_MODELS
     return load_test_set({**config, "scale_factor": _test_scale_factor(config),
-                          "max_seq_len": config.get("max_seq_len", -1)}, data_dir, split=split)
+                          "max_seq_len": config.get("max_seq_len", -1) if capped else -1},
+                         data_dir, split=split)
 
 
 def _retrieval(model, test, samples, degenerate, names, block_size, metrics):

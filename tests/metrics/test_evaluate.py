@@ -157,7 +157,7 @@ def test_sketch_rnn_samples_are_evaluated_by_retrieval_py(sketch_rnn_run, classi
 
 def test_a_run_without_latent_gets_image_metrics_and_null_ret(smoke_run, classifier_run,
                                                               tmp_path):
-    # A run of a family with no encoder (stroke diffusion): only model_config.json is read.
+    # What run_evaluation reads of a family with no encoder (stroke diffusion): model_config.json.
     run = tmp_path / "run"
     run.mkdir()
     config = read_json(os.path.join(smoke_run, "model_config.json"))
@@ -172,6 +172,27 @@ def test_a_run_without_latent_gets_image_metrics_and_null_ret(smoke_run, classif
     # The "samples" are the test sketches themselves.
     assert metrics["fid"] < 1e-6 and metrics["precision"] == 1.0 and metrics["recall"] == 1.0
     assert not os.path.exists(samples / "latent_space.png")
+
+
+@pytest.mark.slow
+def test_a_diffusion_run_gets_rec_and_fid_and_a_null_ret(classifier_run, tmp_path):
+    from hparams import get_preset
+    from sketchtk.sampling.diffusion_generate import run_diffusion_sampling
+    from sketchtk.training.trainer import train_and_evaluate
+
+    run = str(tmp_path / "diffusion")  # a real (tiny) class-conditional stroke-diffusion run
+    train_and_evaluate(get_preset("diffusion_smoke").replace(class_conditional=True, num_steps=2,
+                                                             eval_every=2), run, verbose=0)
+    drawn = tmp_path / "drawn"
+    run_diffusion_sampling(run, str(drawn), num_per_category=2, conditional=True,
+                           write_files=False)
+    metrics = run_evaluation(run, str(drawn), classifier_dir=classifier_run)
+    assert metrics["model"] == "stroke_diffusion" and metrics["ret_top1"] is None
+    assert any("no latent code" in note for note in metrics["notes"])
+    assert 0.0 <= metrics["rec"] <= 1.0 and metrics["num_samples"] == 10
+    if metrics["num_samples"] - metrics["num_degenerate"] > 3:
+        assert metrics["fid"] >= 0.0 and 0.0 <= metrics["recall"] <= 1.0
+    assert not os.path.exists(drawn / "latent_space.png")
 
 
 def test_swapped_directories_get_messages_naming_the_flag(smoke_run, classifier_run, tmp_path):
