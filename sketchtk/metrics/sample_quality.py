@@ -9,15 +9,18 @@ images rendered by the same renderer as the training images (``render_sketches``
   root is computed as ``tr((S_a^{1/2} S_b S_a^{1/2})^{1/2})``: that product is symmetric positive
   semi-definite and has the same eigenvalues as ``S_a S_b``, so two ``numpy.linalg.eigh`` calls give
   it without the complex parts and the ill-conditioning of a general ``sqrtm`` (scipy is not a
-  dependency). Eigenvalues that rounding makes slightly negative are clipped to 0.
+  dependency). Eigenvalues that rounding makes slightly negative are clipped to 0. (The TTUR /
+  pytorch-fid code takes ``scipy.linalg.sqrtm`` of the non-symmetric ``S_a S_b``, adds ``eps * I``
+  when it is singular and drops an imaginary part; the values agree where both are accurate.)
 - **Precision / recall** (Kynkaanniemi et al. 2019, "Improved Precision and Recall Metric for
   Assessing Generative Models"): the real manifold is the union of balls around every real feature
   with radius its distance to its k-th nearest real neighbour (k = 3); precision is the fraction of
   generated features inside it, recall the fraction of real features inside the generated manifold
-  built the same way. As in the authors' code (NVlabs precision-recall / stylegan2-ada
-  ``metrics/precision_recall.py``) the k-th neighbour is counted with the point itself at distance
-  0 included (the ``k + 1``-th smallest distance), and "inside" means distance <= radius. Distances
-  are computed in row blocks, so memory is ``O(block_size * N)`` float64.
+  built the same way. As in the authors' code (kynkaat/improved-precision-and-recall-metric,
+  ``precision_recall.py``: ``ManifoldEstimator.__init__`` takes ``np.partition(...)[:, k]`` of the
+  squared distances, the point itself at distance 0 included, i.e. the ``k + 1``-th smallest, and
+  ``evaluate`` tests ``distance <= radius``), but in float64. Distances are computed in row
+  blocks, so memory is ``O(block_size * N)``.
 
 **Not comparable to published numbers.** Papers report FID / precision / recall in the feature
 space of an ImageNet Inception-v3 network on large renders (e.g. 256 px); these are in the
