@@ -151,8 +151,8 @@ def _loss_falls(log_root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset,overrides", [
-    ("chirodiff", "num_steps=8,eval_every=4,batch_size=16,class_conditional=True"),
-    ("sketchknitter", "num_steps=8,eval_every=4,batch_size=16,denoiser_units=16,"
+    ("chirodiff", "num_steps=8,eval_every=4,log_every=1,batch_size=16,class_conditional=True"),
+    ("sketchknitter", "num_steps=8,eval_every=4,log_every=1,batch_size=16,denoiser_units=16,"
                       "learning_rate=1e-3"),
     ("diffusion_smoke", "denoiser=bigru,num_steps=8,eval_every=4,representation=absolute"),
     ("diffusion_smoke", "denoiser=unet1d,num_steps=8,eval_every=4,parametrisation=v"),
