@@ -317,19 +317,19 @@ def export_keras_model(model_dir):
     fresh.save(tmp)
     batch = _check_input(fresh, config)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # Keras warns while it calls an unbuilt reload
             warnings.simplefilter("ignore")
             reloaded = keras.saving.load_model(tmp)
-        same = all(np.allclose(a, b, atol=1e-6) for a, b in zip(
-            keras.tree.flatten(fresh(batch)), keras.tree.flatten(reloaded(batch))))
+            same = all(np.allclose(a, b, atol=1e-6) for a, b in zip(
+                keras.tree.flatten(fresh(batch)), keras.tree.flatten(reloaded(batch))))
     except Exception as err:  # pylint: disable=broad-except  any failure means: no export
         same, why = False, f"{type(err).__name__}: {err}"
     else:
         why = "the reloaded model's outputs differ"
     if not same:
         os.remove(tmp)
-        logging.warning("%s: model.keras not written: %s (%s cannot rebuild its weights from "
-                        "its config yet)", model_dir, why, type(fresh).__name__)
+        logging.info("%s: model.keras not written: %s (%s cannot rebuild its weights from "
+                     "its config yet)", model_dir, why, type(fresh).__name__)
         return None
     os.replace(tmp, path)
     logging.info("wrote %s", path)
