@@ -14,9 +14,11 @@ SMALL = dict(units=16, num_layers=2, num_heads=2, time_embedding_dim=8, seed=3)
 
 @pytest.fixture(scope="module")
 def batch():
-    """Four real sketches (delta points, scaled) padded to a multiple of 8, with times and cond."""
+    """Four short real sketches (delta points, scaled; short keeps the recurrent denoiser's test
+    time down) padded to a multiple of 8, with times and conditioning vectors."""
     data = load_sketch_data(None, DEFAULT_CATEGORIES, splits=("train",), scale_factor=40.0)
-    sketches = [to_points(s, "delta") for s in data["train"].sketches[:4]]
+    short = [s for s in data["train"].sketches if 10 <= len(s) <= 20][:4]
+    sketches = [to_points(s, "delta") for s in short]
     length = padded_length(max(len(s) for s in sketches))
     x = np.zeros((4, length, 3), np.float32)
     mask = np.zeros((4, length), np.float32)
