@@ -10,7 +10,8 @@ Writes the same files as the VAE path (``sketchtk.sampling.generate``): per samp
 ``show_process=True`` adds ``process.png`` (rows: samples; columns: ``x_t`` at evenly spaced steps
 of the reverse process, ``x_T`` on the left, the sample on the right) and ``process.gif`` (every
 sample's ``x_t`` animated over the reverse process), as ChiroDiff's ``--text_viz_process backward``
-(``main.py:598-608``).
+(``main.py:598-608``), and ``process_forward.png`` (real test sketches noised by ``q(x_t | x_0)`` at
+evenly spaced ``t``, the data on the left; ChiroDiff's ``forward_diffusion``, ``main.py:501-520``).
 """
 
 import contextlib
@@ -21,7 +22,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from sketchtk.data.loader import load_sketch_data
 from sketchtk.data.npz_io import save_npz_atomic
+from sketchtk.data.point_sequences import padded_length, prepare_point_data, to_points
 from sketchtk.render.grid import save_grid_png, save_grid_svg
 from sketchtk.render.svg import save_svg
 from sketchtk.training.trainer import load_trained_model
@@ -131,6 +134,7 @@ def run_diffusion_sampling(model_dir, output_dir, num_per_category=10, condition
     save_grid_svg(grid, os.path.join(output_dir, "grid.svg"), ncols=10)
     if trajectory is not None:
         save_process_pictures(model, *trajectory, output_dir, config["scale_factor"])
+        save_forward_process(model, config, output_dir, seed)
     return {"strokes": strokes, "names": bundle["names"], "labels": labels, "lengths": lengths}
 
 
@@ -175,3 +179,36 @@ def is_diffusion_run(model_dir):
         return read_json(path)["hparams"]["model"] == "stroke_diffusion"
     except (OSError, ValueError, KeyError, TypeError):
         return False  # not a run directory: the VAE path reports it
+
+
+def save_forward_process(model, config, output_dir, seed=0):
+    """``process_forward.png``: test sketches (rows, one per category) under ``q(x_t | x_0)`` at
+    evenly spaced ``t`` (columns: the data, then ``t = 0 ... T - 1``), preprocessed as in training."""
+    hp = model.hparams
+    data = load_sketch_data(config.get("data_dir"), config["categories"],
+                            scale_factor=config["scale_factor"], splits=("test",))
+    data = prepare_point_data(data, hp.resample_spacing, hp.rdp_epsilon, hp.max_seq_len)
+    test = data["test"]
+    firsts = [int(np.flatnonzero(test.labels == c)[0]) for c in np.unique(test.labels)]
+    picks = (firsts + [i for i in range(len(test)) if i not in firsts])[:PROCESS_ROWS]
+    real = [to_points(test.sketches[i], hp.representation) for i in picks]  # one per category
+    length = padded_length(max(len(r) for r in real))
+    points = np.zeros((len(real), length, 3), np.float32)
+    mask = np.zeros((len(real), length), np.float32)
+    for i, r in enumerate(real):
+        points[i, :len(r)] = r
+        mask[i, :len(r)] = 1.0
+    x0 = model.normalise(points, mask)
+    # the pen head is not diffused: draw the real pen states (as confident logits)
+    pen_logits = np.stack([10.0 * (1 - points[..., 2]), 10.0 * points[..., 2]], -1)
+    steps = np.unique(np.linspace(0, model.process.num_steps - 1, PROCESS_COLUMNS - 1).round())
+    noise = np.random.default_rng(seed).standard_normal(x0.shape).astype(np.float32)
+    columns = [np.asarray(x0)] + [
+        np.asarray(model.process.q_sample(x0, np.full(len(real), t, np.int32), noise)) * mask[..., None]
+        for t in steps]
+    cells = []
+    for r in range(len(real)):
+        for x in columns:
+            cells.extend(_frame_sketches(model, x[r:r + 1], pen_logits[r:r + 1], mask[r:r + 1],
+                                         config["scale_factor"]))
+    save_grid_png(cells, os.path.join(output_dir, "process_forward.png"), ncols=len(columns))

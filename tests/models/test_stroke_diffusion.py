@@ -124,6 +124,7 @@ def test_sampling_job_writes_sketches_with_valid_pen_structure(diffusion_run, tm
     assert len(result["strokes"]) == 2 * len(DEFAULT_CATEGORIES)
     names = sorted(os.listdir(out))
     for expected in ("grid.png", "grid.svg", "samples.npz", "process.png", "process.gif",
+                     "process_forward.png",
                      "stairs_0.svg", "triangle_1.png"):
         assert expected in names
     bundle = np.load(os.path.join(out, "samples.npz"), allow_pickle=True)
