@@ -100,15 +100,19 @@ def run_diffusion_sampling(model_dir, output_dir, num_per_category=10, condition
     os.makedirs(output_dir, exist_ok=True)
     logging.info("sampling %d sketches (%s, steps=%s, conditional=%s, guidance=%.2f)", total,
                  sampler, steps or model.process.num_steps, conditional, guidance)
-    sketches, trajectory = [], None
+    sketches, trajectory = [None] * total, None
+    # batches of similar lengths: each batch is padded to its own longest sketch, so the cost
+    # follows the real lengths (the denoisers ignore padding)
+    order = np.argsort(lengths, kind="stable")
     with model.ema_weights() if use_ema else contextlib.nullcontext():
         for start in range(0, total, batch_size):
-            sl = slice(start, start + batch_size)
+            idx = order[start:start + batch_size]
             record = show_process and start == 0
             x0, pen, mask, traj = model.generate(
-                lengths[sl], labels[sl] if conditional else None, sampler, steps, eta,
+                lengths[idx], labels[idx] if conditional else None, sampler, steps, eta,
                 variance_strength, guidance, seed=seed * 100003 + start, record=record)
-            sketches.extend(model.to_strokes(x0, pen, mask))
+            for i, sketch in zip(idx, model.to_strokes(x0, pen, mask)):
+                sketches[i] = sketch
             if record:
                 trajectory = (np.asarray(traj), np.asarray(pen), np.asarray(mask))
     sketches = _in_data_units(sketches, config["scale_factor"])

@@ -120,7 +120,7 @@ def test_sampling_job_writes_sketches_with_valid_pen_structure(diffusion_run, tm
     out = str(tmp_path / "samples")
     options = dict(sampler="ddim", steps=5, guidance=1.5, show_process=True)
     result = run_sampling(diffusion_run, out, num_per_category=2, conditional=True,
-                          diffusion=options)
+                          batch_size=4, diffusion=options)  # several length-sorted batches
     assert len(result["strokes"]) == 2 * len(DEFAULT_CATEGORIES)
     names = sorted(os.listdir(out))
     for expected in ("grid.png", "grid.svg", "samples.npz", "process.png", "process.gif",
