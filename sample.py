@@ -14,13 +14,15 @@ cli.quiet_tensorflow()  # before anything imports TensorFlow
 
 from absl import app, flags  # noqa: E402
 
-
 flags.DEFINE_string("model_dir", "runs/default", "A train.py --log_root.")
 flags.DEFINE_string("output_dir", "samples", "Where to write the sketches.")
 flags.DEFINE_integer("num_per_category", 300, "Samples per category (>= 1).")
 flags.DEFINE_boolean("conditional", True, "Condition on test references (else: the learned prior).")
 flags.DEFINE_string("data_dir", None, "Test data (default: what the model was trained on).")
 flags.DEFINE_float("temperature", 0.24, "Sampling temperature.")
+flags.DEFINE_enum("std_scaling", "tau", ["tau", "sqrt_tau"],
+                  "What the temperature does to the offset std: tau (the reference codes) or "
+                  "sqrt_tau (the papers' sigma^2 * tau).")
 flags.DEFINE_integer("component", None, "Unconditional: draw z from this GMM component.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_integer("batch_size", 100, "Sketches decoded at once (>= 1).")
@@ -69,7 +71,7 @@ def main(argv):
     run_sampling(FLAGS.model_dir, FLAGS.output_dir, FLAGS.num_per_category, FLAGS.conditional,
                  FLAGS.data_dir, FLAGS.temperature, FLAGS.component, FLAGS.seed,
                  FLAGS.batch_size, interpolate, FLAGS.write_files,
-                 diffusion=_diffusion_flags())
+                 std_scaling=FLAGS.std_scaling, diffusion=_diffusion_flags())
 
 
 def _interpolation_flag(values):

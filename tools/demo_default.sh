@@ -1,29 +1,20 @@
 #!/usr/bin/env bash
-# The README's "Results on real data": train the CPU-sized RPCL-pix2seq on the embedded QuickDraw
-# subset, train the Sketch-a-Net classifier for Rec, sample in both modes, evaluate, and copy the
-# pictures to docs/images/. About an hour on 2 CPU cores. Usage: bash tools/demo_default.sh [RUN_DIR]
+# The README's "Results on real data": RPCL-pix2seq against the sketch-pix2seq and sketch-rnn
+# baselines (magenta conventions) on the embedded QuickDraw subset, same data, steps and
+# temperature, one Sketch-a-Net classifier; then the GMM's training curves and the pictures copied
+# to docs/images/. About 35 minutes on 2 idle CPU cores (longer on a shared machine).
+# Usage: bash tools/demo_default.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=${1:-runs/default}
-CLS=${RUN}_classifier
+OUT=${1:-runs/compare_long}
 
-start=$(date +%s)
-python train.py --preset=default --log_root="$RUN" --verbose=2
-echo "rpcl_pix2seq training: $(( $(date +%s) - start )) s"
-start=$(date +%s)
-python train.py --preset=default --log_root="$CLS" --verbose=2 \
-    --hparams="model=sketch_a_net,classifier_epochs=40,eval_every=60"
-echo "sketch_a_net training: $(( $(date +%s) - start )) s"
-
-python sample.py --model_dir="$RUN" --output_dir="$RUN/samples_cond" --conditional=True \
-    --num_per_category=10 --interpolate=0,15
-python sample.py --model_dir="$RUN" --output_dir="$RUN/samples_uncond" --conditional=False \
-    --num_per_category=10
-python retrieval.py --model_dir="$RUN" --sample_dir="$RUN/samples_cond" --classifier_dir="$CLS"
-python retrieval.py --model_dir="$RUN" --sample_dir="$RUN/samples_uncond" --classifier_dir="$CLS"
+python bench/compare_models.py --steps=400 --eval_every=100 --out_dir="$OUT" --reuse \
+    | tee "$OUT.table.txt"
+python -m sketchtk.metrics.history_plot --log_root="$OUT/rpcl_pix2seq" --labels=rpcl_pix2seq \
+    --output="$OUT/rpcl_history.png"
 
 mkdir -p docs/images
-cp "$RUN/samples_cond/grid.png" docs/images/default_conditional.png
-cp "$RUN/samples_uncond/grid.png" docs/images/default_unconditional.png
-cp "$RUN/samples_cond/interpolation.png" docs/images/default_interpolation.png
-cp "$RUN/samples_cond/latent_space.png" docs/images/default_latent_space.png
+cp "$OUT/compare_conditional.png" docs/images/compare_conditional.png
+cp "$OUT/compare_unconditional.png" docs/images/compare_unconditional.png
+cp "$OUT/rpcl_history.png" docs/images/rpcl_history.png
+cp "$OUT/rpcl_pix2seq/samples_cond/latent_space.png" docs/images/rpcl_latent_space.png

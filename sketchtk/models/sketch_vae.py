@@ -230,6 +230,23 @@ class SketchVAE(keras.Model):
         self.compute_losses(batch, training=False, step=0)
         self.built = True
 
+    def dummy_batch(self, batch_size=2):
+        """An all-padding batch of this model's shapes (builds the weights; nothing is learnt)."""
+        t, w = self.max_seq_len, self.hparams.png_width
+        pad = tf.one_hot(tf.fill([batch_size, t], 4), 5)
+        start = tf.one_hot(tf.fill([batch_size, 1], 2), 5)
+        return {"strokes": tf.concat([start, pad], axis=1),
+                "images": tf.fill([batch_size, w, w], tf.constant(255, tf.uint8)),
+                "labels": tf.zeros([batch_size], tf.int32),
+                "lengths": tf.zeros([batch_size], tf.int32)}
+
+    def get_build_config(self):
+        return {"max_seq_len": self.max_seq_len}
+
+    def build_from_config(self, config):
+        """Keras calls this before loading a ``.keras`` file's weights."""
+        self.build_from_batch(self.dummy_batch())
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras' TF trainer reduces a distributed batch (strategy.reduce MEAN) before it checks
         # whether anything needs building; under MultiWorkerMirroredStrategy that reduce fails

@@ -89,7 +89,7 @@ def _write_sample_files(output_dir, sketches, names, codes, components):
 
 def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, data_dir=None,
                  temperature=0.24, component=None, seed=0, batch_size=100, interpolate=None,
-                 write_files=True, diffusion=None):
+                 write_files=True, std_scaling="tau", diffusion=None):
     """Generate sketches from a trained model and write them (see the module docstring).
 
     Args:
@@ -105,6 +105,8 @@ def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, 
       batch_size: sketches decoded at once.
       interpolate: optional ``(a, b)`` pooled test indices for a latent interpolation row.
       write_files: False skips the per-sample files (samples.npz and grids are still written).
+      std_scaling: ``"tau"``: the temperature scales the offset std (the reference codes);
+        ``"sqrt_tau"``: its square root does (the papers). See ``sketchtk.sampling.sampler``.
       diffusion: for a ``stroke_diffusion`` run, keyword arguments of
         ``sketchtk.sampling.diffusion_generate.run_diffusion_sampling`` (sampler, steps, eta,
         variance_strength, guidance, show_process); such runs are dispatched there.
@@ -126,7 +128,7 @@ def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, 
         raise ValueError(f"batch_size={batch_size}: must be >= 1")
     model, config = load_trained_model(model_dir)
     categories = list(config["categories"])
-    sampler = Sampler(model)
+    sampler = Sampler(model, std_scaling=std_scaling)
     os.makedirs(output_dir, exist_ok=True)
     test = None
     if conditional or interpolate is not None:

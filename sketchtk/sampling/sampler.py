@@ -13,8 +13,11 @@ and multiply s1, s2 by ``temp * temp`` there (RPCL-pix2seq ``sample.py`` 62-68 a
 std x sqrt(tau), is ``std_scaling="sqrt_tau"``. rho is unchanged by either.
 """
 
+import time
+
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from sketchtk.data import strokes as stroke_ops
 from sketchtk.layers.mdn_head import split_mixture_params
@@ -132,12 +135,15 @@ class Sampler:
         z = np.asarray(z, np.float32)
         batch_size = batch_size or len(z)
         sketches = []
+        start = time.perf_counter()
         for i, lo in enumerate(range(0, len(z), batch_size)):
             s5 = self.sample_stroke5(z[lo:lo + batch_size], temperature, seed * 100003 + i).numpy()
             for row in s5:
                 s3 = stroke_ops.stroke5_to_stroke3(row)
                 s3[:, :2] *= self.model.scale_factor
                 sketches.append(s3)
+            logging.info("sampled %d / %d sketches (%.1f s)", len(sketches), len(z),
+                         time.perf_counter() - start)
         return sketches
 
 

@@ -96,14 +96,10 @@ def test_sample_and_retrieval_scripts(smoke_run, tmp_path):
     assert proc.returncode != 0 and "/nonexistent" in proc.stderr
 
 
-def test_rec_equals_classifier_accuracy_computed_directly(smoke_run, tmp_path):
-    from hparams import get_preset
+def test_rec_equals_classifier_accuracy_computed_directly(smoke_run, classifier_run, tmp_path):
     from sketchtk.render.raster import render_sketches
-    from sketchtk.training.trainer import train_and_evaluate
 
-    clf_dir = str(tmp_path / "clf")
-    hp = get_preset("smoke").replace(model="sketch_a_net", num_steps=10, eval_every=5)
-    train_and_evaluate(hp, clf_dir, verbose=0)
+    clf_dir = classifier_run  # the session's Sketch-a-Net (shared with the metrics tests)
     sample_dir = tmp_path / "samples"
     sample_dir.mkdir()
     _fake_samples(smoke_run, str(sample_dir), permute=False)
