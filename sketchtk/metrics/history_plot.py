@@ -92,9 +92,12 @@ def plot_histories(histories, output, labels=None):
     return [p[0] for p in panels]
 
 
-flags.DEFINE_multi_string("log_root", None, "A train.py run directory (repeat for several).")
-flags.DEFINE_list("labels", None, "Legend labels, one per --log_root (default: folder names).")
-flags.DEFINE_string("output", "history.png", "Where to write the PNG.")
+def _define_flags():
+    """The command-line flags, defined only when run as a program (importing this module must
+    not add flags to the global absl registry that train.py and the others share)."""
+    flags.DEFINE_multi_string("log_root", None, "A train.py run directory (repeat for several).")
+    flags.DEFINE_list("labels", None, "Legend labels, one per --log_root (default: folder names).")
+    flags.DEFINE_string("output", "history.png", "Where to write the PNG.")
 
 
 def main(argv):
@@ -112,4 +115,5 @@ def main(argv):
 
 if __name__ == "__main__":
     from sketchtk import cli
+    _define_flags()
     cli.run(main, prog="history_plot")

@@ -27,3 +27,15 @@ def test_missing_or_empty_history_is_a_one_line_data_error(tmp_path):
     (tmp_path / "history.csv").write_text("step,loss\n")
     with pytest.raises(DataError, match="no rows"):
         read_history(str(tmp_path / "history.csv"))
+
+
+def test_importing_the_module_defines_no_global_flags():
+    """train.py and the other entry points share absl's registry: a library import must not add
+    flags there (a --log_root here broke train.py's own)."""
+    import importlib
+
+    from absl import flags
+
+    import sketchtk.metrics.history_plot as module
+    importlib.reload(module)
+    assert "output" not in flags.FLAGS and "labels" not in flags.FLAGS
