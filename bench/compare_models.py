@@ -120,8 +120,21 @@ def evaluate_model(model_dir, out_dir, classifier_dir, args):
         metrics = run_evaluation(model_dir, sample_dir, classifier_dir, data_dir=args.data_dir)
         metrics["sample_s"] = sample_s
         results[mode] = metrics
-        sketches[mode] = list(out["strokes"])
+        sketches[mode] = _spread(list(out["strokes"]), list(out["names"]), 10)
     return results, sketches
+
+
+def _spread(strokes, names, count):
+    """Up to ``count`` sketches taken round-robin over the categories (conditional samples come
+    ordered by category: the first ``count`` would all be one category)."""
+    by_name = {}
+    for sketch, name in zip(strokes, names):
+        by_name.setdefault(name, []).append(sketch)
+    picked, rank = [], 0
+    while len(picked) < count and any(rank < len(v) for v in by_name.values()):
+        picked.extend(v[rank] for v in by_name.values() if rank < len(v))
+        rank += 1
+    return picked[:count]
 
 
 def _fmt(value, digits=3):
