@@ -73,6 +73,23 @@ def scale_factor(sketches):
     return std
 
 
+def degenerate_reason(strokes):
+    """Why a stroke-3 sketch draws nothing, or None when it draws something.
+
+    ``"fewer_than_2_points"`` (the first point is a move, so 0 or 1 points draw nothing),
+    ``"non_finite"``, ``"nothing_drawn"`` (no segment with the pen down: segment i -> i + 1 is
+    drawn iff p_i == 0, the drawing rule of DESIGN.md).
+    """
+    arr = np.asarray(strokes, np.float64).reshape(-1, 3) if np.size(strokes) else np.zeros((0, 3))
+    if len(arr) < 2:
+        return "fewer_than_2_points"
+    if not np.all(np.isfinite(arr)):
+        return "non_finite"
+    if not np.any(arr[:-1, 2] < 0.5):
+        return "nothing_drawn"
+    return None
+
+
 def stroke3_to_stroke5(strokes, max_len):
     """stroke-3 ``[N, 3]`` -> stroke-5 ``[max_len + 1, 5]`` (NumPy), start token and padding included."""
     strokes = np.asarray(strokes, dtype=np.float32)

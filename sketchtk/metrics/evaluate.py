@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 
 from sketchtk.data.npz_io import load_npz
+from sketchtk.data import strokes as stroke_ops
 from sketchtk.data.strokes import stroke3_to_stroke5
 from sketchtk.errors import DataError
 from sketchtk.metrics.latent_plot import plot_latent_space
@@ -82,14 +83,8 @@ def degenerate_reasons(sketches):
     mask = np.zeros(len(sketches), bool)
     counts = {}
     for i, sketch in enumerate(sketches):
-        arr = np.asarray(sketch, np.float64).reshape(-1, 3) if np.size(sketch) else np.zeros((0, 3))
-        if len(arr) < 2:
-            reason = "fewer_than_2_points"
-        elif not np.all(np.isfinite(arr)):
-            reason = "non_finite"
-        elif not np.any(arr[:-1, 2] < 0.5):
-            reason = "nothing_drawn"
-        else:
+        reason = stroke_ops.degenerate_reason(sketch)
+        if reason is None:
             continue
         mask[i] = True
         counts[reason] = counts.get(reason, 0) + 1

@@ -18,6 +18,7 @@ import time
 import numpy as np
 from absl import logging
 
+from sketchtk.data import strokes as stroke_ops
 from sketchtk.data.loader import load_sketch_data
 from sketchtk.data.npz_io import save_npz_atomic
 from sketchtk.data.pipeline import make_dataset
@@ -194,8 +195,7 @@ def _interpolation_pair(pair, n):
 def warn_if_degenerate(sketches, threshold=0.2):
     """Log a warning when more than ``threshold`` of the sketches draw nothing (fewer than 2
     points, or no segment with the pen down); returns how many do."""
-    empty = sum(1 for s in sketches
-                if len(s) < 2 or not np.any(np.asarray(s)[:-1, 2] < 0.5))
+    empty = sum(1 for s in sketches if stroke_ops.degenerate_reason(s) is not None)
     if sketches and empty > threshold * len(sketches):
         logging.warning("%d of %d samples are empty (the model ends the sketch at once): train "
                         "longer or use a larger preset (--preset=quickstart / default)",

@@ -157,3 +157,13 @@ def test_clip_offsets(sketches):
     assert np.abs(clipped[:, :2]).max() <= 1000
     np.testing.assert_array_equal(clipped[:, 2], s3[:, 2])
     assert s3[3, 0] == 5000  # the input is not modified
+
+
+def test_degenerate_reason_on_real_and_constructed_sketches(sheep_sketches):
+    from sketchtk.data.strokes import degenerate_reason
+    assert all(degenerate_reason(s) is None for s in sheep_sketches[:50])  # real drawings draw
+    assert degenerate_reason(np.zeros((0, 3))) == "fewer_than_2_points"
+    assert degenerate_reason([[3.0, 4.0, 0.0]]) == "fewer_than_2_points"
+    assert degenerate_reason([[0, 0, 1], [5, 5, 1], [1, 1, 0]]) == "nothing_drawn"  # pen up
+    assert degenerate_reason([[0, 0, 0], [np.nan, 1, 0]]) == "non_finite"
+    assert degenerate_reason([[0, 0, 0], [5, 5, 1]]) is None  # one segment drawn
