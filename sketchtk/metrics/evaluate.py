@@ -159,13 +159,14 @@ def _test_scale_factor(config):
     return config.get("scale_factor") or 1.0
 
 
-def _load_split(config, data_dir, split):
-    """The real sketches of ``split``. VAE runs: capped at the run's ``max_seq_len`` (what the
-    model reads). Other families (diffusion caps *resampled* point sequences): every sketch."""
+def _load_splits(config, data_dir, splits):
+    """The real sketches of ``splits`` (one read of each file). VAE runs: capped at the run's
+    ``max_seq_len`` (what the model reads). Other families (diffusion caps *resampled* point
+    sequences): every sketch."""
     capped = config.get("hparams", {}).get("model") in VAE_MODELS
     return load_test_set({**config, "scale_factor": _test_scale_factor(config),
                           "max_seq_len": config.get("max_seq_len", -1) if capped else -1},
-                         data_dir, split=split)
+                         data_dir, splits=splits)
 
 
 def _retrieval(model, test, samples, degenerate, names, block_size, metrics):
@@ -191,14 +192,15 @@ def _retrieval(model, test, samples, degenerate, names, block_size, metrics):
     return ref_codes
 
 
-def _image_metrics(classifier, test, valid, samples, degenerate, categories, conditional_labels,
+def _image_metrics(classifier, data, samples, degenerate, categories, conditional_labels,
                    k, block_size, metrics):
-    """Rec (with labels) and FID / precision / recall against the real test sketches."""
+    """Rec (with labels) and FID / precision / recall against the real test sketches of
+    ``data`` (which holds the test and validation splits)."""
     width = int(classifier.input_shape[1])
     strokes = list(samples["strokes"])
     gen_images = render_sketches([s if not bad else np.zeros((0, 3), np.float32)
                                   for s, bad in zip(strokes, degenerate)], width=width)
-    test_images = render_sketches(list(test["test"].sketches), width=width)
+    test_images = render_sketches(list(data["test"].sketches), width=width)
     if conditional_labels:
         labels = np.asarray(samples["labels"]).astype(np.int64)
         rec = recognition_accuracy(classifier, gen_images, labels, categories,
@@ -206,7 +208,7 @@ def _image_metrics(classifier, test, valid, samples, degenerate, categories, con
         metrics["rec"] = rec["rec"]
         for name, acc in rec["per_category"].items():
             metrics["per_category"].setdefault(str(name), {})["rec"] = acc
-        real = recognition_accuracy(classifier, test_images, test["test"].labels, categories)
+        real = recognition_accuracy(classifier, test_images, data["test"].labels, categories)
         metrics["rec_real_test"] = real["rec"]
     else:
         metrics["notes"].append("Rec needs the category of each sample (conditional samples)")
@@ -215,7 +217,7 @@ def _image_metrics(classifier, test, valid, samples, degenerate, categories, con
     metrics["pr_k"] = int(k)
     metrics["num_real_features"] = int(len(test_feats))
     valid_feats = classifier_features(
-        classifier, render_sketches(list(valid["valid"].sketches), width=width))
+        classifier, render_sketches(list(data["valid"].sketches), width=width))
     if len(valid_feats) > k:
         ref = sample_quality(test_feats, valid_feats, k=k, block_size=block_size)
         metrics["real_valid_vs_test"] = {key: ref[key] for key in
@@ -282,7 +284,8 @@ def run_evaluation(model_dir, sample_dir, classifier_dir=None, data_dir=None, bl
                         int(degenerate.sum()), len(strokes), reasons)
     if classifier_dir:
         _check_classifier(classifier_dir, categories)
-    test = _load_split(config, data_dir, "test")
+    # The validation split (the real-vs-real FID reference) is read with the test split.
+    test = _load_splits(config, data_dir, ("test", "valid") if classifier_dir else ("test",))
 
     model = None
     if family in VAE_MODELS:
@@ -298,8 +301,7 @@ def run_evaluation(model_dir, sample_dir, classifier_dir=None, data_dir=None, bl
 
     if classifier_dir:
         classifier, _ = load_trained_model(classifier_dir)
-        valid = _load_split(config, data_dir, "valid")
-        _image_metrics(classifier, test, valid, samples, degenerate, categories, has_labels, k,
+        _image_metrics(classifier, test, samples, degenerate, categories, has_labels, k,
                        block_size, metrics)
     else:
         metrics["notes"].append("Rec, FID, precision and recall need --classifier_dir "

@@ -31,12 +31,13 @@ from sketchtk.training.trainer import load_trained_model
 PNG_WIDTH = 96
 
 
-def load_test_set(config, data_dir=None, split="test"):
-    """The test sketches of the model's categories, normalised with the model's scale factor."""
+def load_test_set(config, data_dir=None, split="test", splits=None):
+    """The ``split`` (or every one of ``splits``, in one read of each file) of the model's
+    categories, normalised with the model's scale factor."""
     hp_cap = config["max_seq_len"]
     return load_sketch_data(data_dir or config.get("data_dir"), config["categories"],
                             max_seq_len=hp_cap, scale_factor=config["scale_factor"],
-                            splits=(split,))
+                            splits=tuple(splits or (split,)))
 
 
 def encode_split(model, data, split="test", batch_size=256):

@@ -130,25 +130,19 @@ def compile_model(model, hparams):
     model.optimizer.build(model.trainable_variables)
 
 
-def _dummy_batch(config):
-    hp = HParams.from_dict(config["hparams"])
-    b, t, w = 2, config["max_seq_len"], hp.png_width
-    strokes = np.zeros((b, t + 1, 5), np.float32)
-    strokes[:, 0, 2] = 1.0
-    strokes[:, 1:, 4] = 1.0
-    return {"strokes": tf.constant(strokes), "images": tf.fill([b, w, w], tf.constant(255, tf.uint8)),
-            "labels": tf.zeros([b], tf.int32), "lengths": tf.zeros([b], tf.int32)}
+def _dummy_images(config):
+    """White ``[2, W, W, 1]`` encoder input for the image classifier (Sketch-a-Net)."""
+    w = HParams.from_dict(config["hparams"]).png_width
+    return images_to_input(tf.fill([2, w, w], tf.constant(255, tf.uint8)))
 
 
 def _build(model, config):
-    if hasattr(model, "dummy_batch"):  # stroke_diffusion: point batches, no images
+    """Create every weight (before loading them): the sequence models build from their own
+    ``dummy_batch``, the classifier from a white image."""
+    if hasattr(model, "dummy_batch"):
         model.build_from_batch(model.dummy_batch())
-        return
-    batch = _dummy_batch(config)
-    if hasattr(model, "build_from_batch"):
-        model.build_from_batch(batch)
     else:
-        model(images_to_input(batch["images"]))
+        model(_dummy_images(config))
 
 
 def total_steps(hparams, n_train):
@@ -290,10 +284,7 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
 
 def _check_input(model, config):
     """A batch the model can be called on (for comparing outputs)."""
-    if hasattr(model, "dummy_batch"):
-        return model.dummy_batch()
-    batch = _dummy_batch(config)
-    return batch if hasattr(model, "build_from_batch") else images_to_input(batch["images"])
+    return model.dummy_batch() if hasattr(model, "dummy_batch") else _dummy_images(config)
 
 
 def export_keras_model(model_dir):
