@@ -83,6 +83,10 @@ def _clean(sketches, cap, counts):
     return kept
 
 
+# The cleaning rule, shared with the TFRecord packer (sketchtk.data.tfrecords).
+clean_sketches = _clean
+
+
 def load_sketch_data(data_dir=None, categories=None, num_per_category=70000, max_seq_len=-1,
                      scale_factor=None, splits=SPLITS):
     """Load, clean, label and normalise categories of sketch-rnn ``.npz`` files.
@@ -101,6 +105,13 @@ def load_sketch_data(data_dir=None, categories=None, num_per_category=70000, max
       SketchData with normalised float32 sketches (dx, dy divided by ``scale_factor``).
     """
     data_dir = DEFAULT_DATA_DIR if data_dir is None else os.fspath(data_dir)
+    from sketchtk.data import tfrecords  # a sharded TFRecord directory streams instead
+    if tfrecords.is_sharded_dir(data_dir):
+        if num_per_category < 70000:
+            logging.info("%s: sharded data uses every packed sketch (num_per_category=%d is "
+                         "applied when packing: --max_per_category)", data_dir, num_per_category)
+        return tfrecords.load_sharded_data(data_dir, categories, max_seq_len, scale_factor,
+                                           splits)
     categories = tuple(categories) if categories else tuple(available_categories(data_dir))
     if not categories:
         raise DataError(f"{data_dir}: no <category>.npz files found")

@@ -5,6 +5,8 @@ Usage::
     python -m sketchtk.data.pack_quickdraw --ndjson_dir=DIR \
         --categories="cat,bus,The Eiffel Tower" --output_dir=OUT \
         [--raw_ndjson_dir=RAW_DIR] [--max_per_category=N] [--split=0.9,0.05,0.05] [--seed=0]
+        [--format=tfrecord --shards=16 [--images=48] [--compression=GZIP]]
+    python -m sketchtk.data.pack_quickdraw --format=tfrecord --npz_dir=NPZ_DIR --output_dir=OUT
 
 For each category, ``DIR/<category>.ndjson`` (and ``RAW_DIR/<category>.ndjson`` when given) are
 streamed through :mod:`sketchtk.data.quickdraw`, converted to int16 stroke-3, de-duplicated by
@@ -269,6 +271,24 @@ def pack_category(category, ndjson_dir, output_dir, **kwargs):
     return result
 
 
+def _check_pack_args(categories, ndjson_dir, raw_ndjson_dir, max_per_category, split):
+    """Check everything before reading: returns ``(category list, split fractions)``."""
+    if isinstance(categories, str):
+        categories = [c.strip() for c in categories.split(",")]
+    categories = [c for c in categories if c]
+    if not categories:
+        raise ConfigError("no categories given")
+    if not ndjson_dir or not os.path.isdir(ndjson_dir):
+        raise DataError(f"ndjson_dir {ndjson_dir!r} is not a directory")
+    if raw_ndjson_dir and not os.path.isdir(raw_ndjson_dir):
+        raise DataError(f"raw_ndjson_dir {raw_ndjson_dir!r} is not a directory")
+    split = parse_split(split)
+    _check_max(max_per_category)
+    for category in categories:
+        _category_sources(category, ndjson_dir, raw_ndjson_dir)
+    return categories, split
+
+
 def pack(categories, ndjson_dir, output_dir, raw_ndjson_dir=None, max_per_category=None,
          split=DEFAULT_SPLIT, seed=0, epsilon=quickdraw.RAW_EPSILON):
     """Pack several categories into ``output_dir/<category>.npz`` (sketch-rnn format).
@@ -288,19 +308,8 @@ def pack(categories, ndjson_dir, output_dir, raw_ndjson_dir=None, max_per_catego
     Raises:
       DataError, ConfigError: as :func:`collect_category`; also for an empty category list.
     """
-    if isinstance(categories, str):
-        categories = [c.strip() for c in categories.split(",")]
-    categories = [c for c in categories if c]
-    if not categories:
-        raise ConfigError("no categories given")
-    if not ndjson_dir or not os.path.isdir(ndjson_dir):
-        raise DataError(f"ndjson_dir {ndjson_dir!r} is not a directory")
-    if raw_ndjson_dir and not os.path.isdir(raw_ndjson_dir):
-        raise DataError(f"raw_ndjson_dir {raw_ndjson_dir!r} is not a directory")
-    split = parse_split(split)
-    _check_max(max_per_category)
-    for category in categories:
-        _category_sources(category, ndjson_dir, raw_ndjson_dir)
+    categories, split = _check_pack_args(categories, ndjson_dir, raw_ndjson_dir,
+                                         max_per_category, split)
     os.makedirs(output_dir, exist_ok=True)
     results = {}
     for category in categories:
@@ -314,9 +323,59 @@ def pack(categories, ndjson_dir, output_dir, raw_ndjson_dir=None, max_per_catego
     return results
 
 
+def pack_tfrecord(categories, ndjson_dir, output_dir, shards, raw_ndjson_dir=None,
+                  max_per_category=None, split=DEFAULT_SPLIT, seed=0,
+                  epsilon=quickdraw.RAW_EPSILON, image_width=None, compression=""):
+    """Pack categories of ``.ndjson`` into one sharded TFRecord data set in ``output_dir``
+    (:mod:`sketchtk.data.tfrecords`): the same reading, de-duplication, sampling and split as
+    :func:`pack`, then each drawing is streamed into ``shards`` train shards (valid / test get
+    ``shards // 8``, at least 1). Memory: one category's kept drawings (or ``max_per_category``)
+    plus one shard when the shards are finished, not the whole input. Returns
+    ``({category: CategoryResult}, metadata)``.
+    """
+    from sketchtk.data import loader
+    from sketchtk.data import tfrecords
+    categories, split = _check_pack_args(categories, ndjson_dir, raw_ndjson_dir,
+                                         max_per_category, split)
+    writer = tfrecords.ShardWriter(output_dir, categories, shards, image_width, compression, seed)
+    results = {}
+    try:
+        for label, category in enumerate(categories):
+            splits, result = collect_category(
+                category, ndjson_dir, raw_ndjson_dir=raw_ndjson_dir,
+                max_per_category=max_per_category, split=split, seed=seed, epsilon=epsilon)
+            for name in npz_io.SPLITS:
+                counts = {}
+                for sketch in loader.clean_sketches(splits[name], 0, counts):
+                    writer.add(name, label, sketch)
+                writer.count_dropped(name, counts)
+            results[category] = result
+            logging.info("%s", result.summary())
+        meta = writer.close({"source": os.path.abspath(ndjson_dir)})
+    except BaseException:
+        writer.abort()
+        raise
+    return results, meta
+
+
 def define_flags(flag_values=flags.FLAGS):
     """Define the CLI flags. Called only when run as a script, so that importing this module as a
     library (e.g. from a training script with its own ``--seed``) defines no global flags."""
+    flags.DEFINE_enum("format", "npz", ["npz", "tfrecord"], "npz: one sketch-rnn <category>.npz "
+                      "per category; tfrecord: sharded TFRecords + metadata.json "
+                      "(sketchtk.data.tfrecords), streamed with bounded memory.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("shards", 16, "--format=tfrecord: number of train shards (valid and test "
+                         "get shards // 8, at least 1); use at least one per training worker.",
+                         lower_bound=1, flag_values=flag_values)
+    flags.DEFINE_integer("images", 0, "--format=tfrecord: also store a pre-rendered W x W image "
+                         "per drawing (0: none; the pix2seq encoder uses 48).", lower_bound=0,
+                         flag_values=flag_values)
+    flags.DEFINE_enum("compression", "", ["", "GZIP"], "--format=tfrecord: TFRecord compression.",
+                      flag_values=flag_values)
+    flags.DEFINE_string("npz_dir", None, "Convert this directory of sketch-rnn <category>.npz "
+                        "files into TFRecords (--format=tfrecord) instead of reading .ndjson.",
+                        flag_values=flag_values)
     flags.DEFINE_string("ndjson_dir", None, "Directory of QuickDraw <category>.ndjson files "
                         "(simplified; raw drawings in it are detected and simplified).",
                         flag_values=flag_values)
@@ -336,8 +395,7 @@ def define_flags(flag_values=flags.FLAGS):
                         flag_values=flag_values)
     flags.DEFINE_integer("seed", 0, "Seed of the sampling and the shuffle.",
                          flag_values=flag_values)
-    flags.mark_flags_as_required(["ndjson_dir", "categories", "output_dir"],
-                                 flag_values=flag_values)
+    flags.mark_flags_as_required(["output_dir"], flag_values=flag_values)
 
 
 def main(argv):
@@ -346,6 +404,21 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cfg = flags.FLAGS
+    if cfg.npz_dir:
+        if cfg.format != "tfrecord":
+            raise app.UsageError("--npz_dir converts .npz into TFRecords: add --format=tfrecord")
+        from sketchtk.data import tfrecords
+        tfrecords.convert_npz(cfg.npz_dir, cfg.output_dir, cfg.categories, cfg.shards,
+                              cfg.images or None, cfg.compression, cfg.seed, cfg.max_per_category)
+        return 0
+    if not cfg.ndjson_dir or not cfg.categories:
+        raise app.UsageError("--ndjson_dir and --categories are required (or --npz_dir)")
+    if cfg.format == "tfrecord":
+        pack_tfrecord(cfg.categories, cfg.ndjson_dir, cfg.output_dir, cfg.shards,
+                      raw_ndjson_dir=cfg.raw_ndjson_dir, max_per_category=cfg.max_per_category,
+                      split=cfg.split, seed=cfg.seed, image_width=cfg.images or None,
+                      compression=cfg.compression)
+        return 0
     pack(cfg.categories, cfg.ndjson_dir, cfg.output_dir,
          raw_ndjson_dir=cfg.raw_ndjson_dir, max_per_category=cfg.max_per_category,
          split=cfg.split, seed=cfg.seed)

@@ -1,7 +1,8 @@
 """The one dataset builder: ``make_dataset(data, split, hparams, training=...)``.
 
 Each batch is a dict:
-- ``strokes``: float32 ``[B, max_seq_len + 1, 5]`` stroke-5 with start token and padding;
+- ``strokes``: float32 ``[B, max_seq_len + 1, 5]`` stroke-5 with start token and padding (with
+  ``hparams.length_buckets`` > 0 only up to the batch's length bucket, see ``trim_to_bucket``);
 - ``images``: uint8 ``[B, W, W]`` rendered from the *same* (augmented) strokes;
 - ``labels``: int32 ``[B]`` category indices; ``lengths``: int32 ``[B]`` real points.
 
@@ -44,6 +45,31 @@ def to_stroke5_batch(ragged, max_seq_len):
     return tf.concat([start, body], axis=1), lengths
 
 
+def bucket_lengths(max_seq_len, num_buckets):
+    """The fixed padded lengths of ``length_buckets``: ``ceil(max_seq_len * i / n)``, i = 1..n.
+
+    The last one is ``max_seq_len`` itself, so every batch has a bucket.
+    """
+    n = max(1, min(int(num_buckets), int(max_seq_len)))
+    return sorted({-(-int(max_seq_len) * i // n) for i in range(1, n + 1)})
+
+
+def trim_to_bucket(strokes5, lengths, max_seq_len, num_buckets):
+    """Cut a padded stroke-5 batch ``[B, max_seq_len + 1, 5]`` to its length bucket.
+
+    The batch keeps ``T + 1`` rows, ``T`` the smallest of :func:`bucket_lengths` that holds its
+    longest sketch (``max(lengths)``): only padding rows are removed, and the decoder is causal,
+    so the outputs at the kept steps are unchanged. What the loss loses is the padding past ``T``
+    (end-of-sketch rows): nothing where the loss is masked to the real points (validation,
+    evaluation, the offset term), and the pen term's padding rows past ``T`` in training. A few
+    fixed lengths (not one per batch) keep the number of traced shapes small.
+    """
+    buckets = tf.constant(bucket_lengths(max_seq_len, num_buckets), tf.int32)
+    longest = tf.reduce_max(tf.concat([lengths, [1]], axis=0))
+    steps = tf.gather(buckets, tf.reduce_sum(tf.cast(buckets < longest, tf.int32)))
+    return strokes5[:, :steps + 1]
+
+
 def make_dataset(data, split, hparams, training, start_step=0, images=None,
                  batch_size=None, repeat=None):
     """Build the ``tf.data`` pipeline for one split of a loaded ``SketchData``.
@@ -60,6 +86,10 @@ def make_dataset(data, split, hparams, training, start_step=0, images=None,
       batch_size: overrides ``hparams.batch_size`` (e.g. per-worker batch).
       repeat: overrides the default (``training``).
     """
+    if getattr(data, "sharded", False):  # sharded TFRecords stream (sketchtk.data.tfrecords)
+        from sketchtk.data import tfrecords
+        return tfrecords.make_dataset(data, split, hparams, training, start_step, images,
+                                      batch_size, repeat)
     subset = data[split]
     n = len(subset)
     batch_size = batch_size or hparams.batch_size
@@ -105,6 +135,8 @@ def make_dataset(data, split, hparams, training, start_step=0, images=None,
 
     def finish(batch, step_seed):
         strokes5, lengths = to_stroke5_batch(batch["sketch"], max_len)
+        if hparams.length_buckets > 0:
+            strokes5 = trim_to_bucket(strokes5, lengths, max_len, hparams.length_buckets)
         if "images" in batch:
             rendered = batch["images"]
         else:
