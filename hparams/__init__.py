@@ -9,6 +9,8 @@
 - ``quickstart``: the README's first run (about 2 minutes on 2 CPU cores, visible sketches).
 - ``chirodiff``, ``sketchknitter``: stroke diffusion as in those releases (CPU-sized);
   ``diffusion_smoke``: a tiny stroke-diffusion model for tests.
+- ``star_chirodiff``, ``spd_chirodiff`` (and ``star_smoke``, ``spd_smoke`` for tests): the
+  star-shaped and shortest-path processes (issue 12).
 """
 
 from sketchtk.config import HParams
@@ -28,6 +30,10 @@ PRESETS = {
     "chirodiff": presets.chirodiff,
     "sketchknitter": presets.sketchknitter,
     "diffusion_smoke": presets.diffusion_smoke,
+    "star_smoke": presets.star_smoke,
+    "spd_smoke": presets.spd_smoke,
+    "star_chirodiff": presets.star_chirodiff,
+    "spd_chirodiff": presets.spd_chirodiff,
 }
 
 

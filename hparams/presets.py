@@ -156,3 +156,35 @@ def diffusion_smoke():
         cond_dim=8, learning_rate=3e-3, weight_decay=0.0, grad_clip=1.0, ema_decay=0.99,
         max_seq_len=96, random_scale_factor=0.0, augment_stroke_prob=0.0, batch_size=16,
         num_steps=6, eval_every=3, log_every=1)
+
+
+# Non-Gaussian and shortest-path processes (issue 12; README "Star-shaped and shortest-path
+# diffusion"). The SPD constants are fitted on the embedded data's normalised absolute
+# coordinates at 96 points (``python -m sketchtk.diffusion.spectrum``).
+SPD_EMBEDDED_ABSOLUTE = dict(spd_c1=0.003123, spd_c2=0.02854, spd_m=2.163)
+
+
+def star_smoke():
+    """``diffusion_smoke`` with the mixed star-shaped process (Gaussian positions + Bernoulli
+    pen, KL loss), for tests."""
+    return dataclasses.replace(diffusion_smoke(), process="star", star_stat_batches=2)
+
+
+def spd_smoke():
+    """``diffusion_smoke`` with shortest-path diffusion along the points (absolute coordinates,
+    the fitted spectrum, a pen head), for tests."""
+    return dataclasses.replace(diffusion_smoke(), process="spd", representation="absolute",
+                               pen_mode="head", pen_loss_weight=0.1, **SPD_EMBEDDED_ABSOLUTE)
+
+
+def star_chirodiff():
+    """ChiroDiff's configuration with the mixed star-shaped process (T = 100; Gaussian
+    positions on the linear schedule, Bernoulli pen on the cosine one)."""
+    return dataclasses.replace(chirodiff(), process="star")
+
+
+def spd_chirodiff():
+    """ChiroDiff's configuration with shortest-path diffusion on absolute coordinates and a pen
+    head (the fitted spectrum; delta offsets are near-white, where SPD is close to DDPM)."""
+    return dataclasses.replace(chirodiff(), process="spd", representation="absolute",
+                               pen_mode="head", pen_loss_weight=0.1, **SPD_EMBEDDED_ABSOLUTE)

@@ -23,6 +23,9 @@ OFFSET_NLLS = ("reference", "exact")
 DEC_STATE_INITS = ("he_normal", "small_normal")
 PEN_MODES = ("head", "channel")
 TIME_EMBEDDINGS = ("fourier", "sinusoidal")
+PROCESSES = ("gaussian", "star", "spd")  # sketchtk.diffusion: process, star, spd
+STAR_POSITIONS = ("gaussian", "beta")  # the star-shaped family of the (x, y) channels
+STAR_LOSSES = ("kl", "kl_rescaled")
 DEC_MODELS = ("lstm", "layer_norm", "hyper")
 
 
@@ -111,6 +114,14 @@ class HParams:
     weight_decay: float = 0.01  # AdamW weight decay (ChiroDiff 1e-2)
     resample_spacing: float = 0.0  # arc-length resampling, fraction of the radius; 0 = off (ChiroDiff 0.05)
     rdp_epsilon: float = 0.0  # RDP after resampling, fraction of the radius; 0 = off
+    process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
+    star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1))
+    star_loss: str = "kl_rescaled"  # star: kl | kl_rescaled (Beta KL / nu, Gaussian x0-MSE / 2)
+    star_stat_batches: int = 10  # star: training batches averaged into the per-t G_t statistics
+    star_beta_range: float = 4.0  # star beta: normalised coords in [-r, r] map to (0, 1) (clipped)
+    spd_c1: float = 1.59  # spd: S0(f) = c1 / (c2 + |f|)^m, f in cycles per point (fit: sketchtk.diffusion.spectrum)
+    spd_c2: float = 0.0086  # spd (the defaults are the reference's CIFAR-10 constants, per pixel)
+    spd_m: float = 2.0  # spd
 
     def replace(self, **changes):
         """A copy with ``changes`` applied and validated."""
@@ -128,7 +139,9 @@ class HParams:
             bad("categories", "needs at least one category")
         for key, allowed in (("denoiser", DENOISERS), ("representation", REPRESENTATIONS),
                              ("schedule", SCHEDULES), ("parametrisation", PARAMETRISATIONS),
-                             ("pen_mode", PEN_MODES), ("time_embedding", TIME_EMBEDDINGS)):
+                             ("pen_mode", PEN_MODES), ("time_embedding", TIME_EMBEDDINGS),
+                             ("process", PROCESSES),
+                             ("star_positions", STAR_POSITIONS), ("star_loss", STAR_LOSSES)):
             if getattr(self, key) not in allowed:
                 bad(key, f"unknown value; choose one of {list(allowed)}")
         # NaN passes every `<`/`<=` range check below, so reject it once for all float fields.
@@ -163,6 +176,10 @@ class HParams:
             bad("denoiser_layers", "unet1d has at most 3 levels (lengths are padded to 8)")
         if not 0.0 < self.png_scale_ratio <= 1.0:
             bad("png_scale_ratio", "must be in (0, 1]")
+        if self.star_stat_batches < 1 or self.star_beta_range <= 0:
+            bad("star_stat_batches", "star_stat_batches must be >= 1 and star_beta_range > 0")
+        if self.spd_c1 <= 0 or self.spd_c2 <= 0 or self.spd_m <= 0:
+            bad("spd_c1", "the spectrum S0 = c1 / (c2 + |f|)^m needs c1 > 0, c2 > 0, m > 0")
         if self.max_seq_len == 0 or self.max_seq_len < -1:
             bad("max_seq_len", "must be -1 (from data) or a positive cap")
         if self.learning_rate <= 0 or self.min_learning_rate < 0:

@@ -26,6 +26,9 @@ METHODS = ("ddpm", "ddim")
 
 def reverse_step(process, method, x_t, model_out, t, t_prev, noise, eta, variance_strength):
     """One reverse step from ``t`` to ``t_prev`` (int32 ``[B]``; -1 = the data)."""
+    if hasattr(process, "reverse_step"):  # a process whose posterior is not diagonal in x (spd)
+        return process.reverse_step(method, x_t, model_out, t, t_prev, noise, eta,
+                                    variance_strength)
     x0, eps = process.predict(model_out, x_t, t)
     mean, var = process.posterior(x0, x_t, t, t_prev)
     if method == "ddpm":

@@ -35,7 +35,7 @@ from sketchtk.layers.denoisers import make_denoiser
 # the same replica-reduction shim as the VAE (one implementation)
 from sketchtk.models.sketch_vae import _for_keras_reduction
 
-_TRACKED = ("loss", "diffusion_loss", "pen_xent")
+_TRACKED = ("loss", "diffusion_loss", "pen_xent", "pen_kl")  # pen_kl: process=star
 
 
 @keras.saving.register_keras_serializable(package="sketchtk")
@@ -83,6 +83,12 @@ class StrokeDiffusion(keras.Model):
         self.process = GaussianProcess(hp.diffusion_steps, hp.schedule, hp.parametrisation)
         self.channels = 3 if hp.pen_mode == "channel" else 2
         self.pen_head = hp.pen_mode == "head"
+        self.star = None  # process=star|spd: sketchtk.models.diffusion_processes (issue 12)
+        if hp.process != "gaussian":
+            from sketchtk.models.diffusion_processes import make_process
+            self.process, self.star = make_process(hp, self)
+            if self.star is not None:  # (x, y) x0-prediction + the Bernoulli pen's two logits
+                self.channels, self.pen_head = 2, True
         self.denoiser = make_denoiser(
             hp.denoiser, out_channels=self.channels + (2 if self.pen_head else 0),
             units=hp.denoiser_units, num_layers=hp.denoiser_layers, num_heads=hp.denoiser_heads,
@@ -181,7 +187,11 @@ class StrokeDiffusion(keras.Model):
         x0 = self.normalise(tf.cast(batch["points"], tf.float32), mask)
         t, noise, coin = self._draws(batch, training)
         noise = noise * mask[..., None]
-        x_t = self.process.q_sample(x0, t, noise) * mask[..., None]
+        if self.star is not None:  # the network sees the normalised tail statistic G_t
+            x0, x_t = self.star.inputs(batch, mask, t, self._star_seed(batch, training),
+                                       self._mean, self._std, training)
+        else:
+            x_t = self.process.q_sample(x0, t, noise) * mask[..., None]
         labels = None
         if self.class_embedding is not None:
             labels = tf.cast(batch["labels"], tf.int32)
@@ -189,6 +199,8 @@ class StrokeDiffusion(keras.Model):
                 labels = tf.where(coin < self.hparams.cfg_drop_prob,
                                   tf.fill(tf.shape(labels), self.null_label), labels)
         out, pen_logits = self.denoise(x_t, t, mask, labels, training=training)
+        if self.star is not None:
+            return self.star.losses(out, pen_logits, x0, t, mask)
         diffusion_loss = tf.reduce_mean(self.process.loss(out, x0, noise, t, mask))
         losses = {"diffusion_loss": diffusion_loss, "loss": diffusion_loss}
         if self.pen_head:
@@ -201,6 +213,14 @@ class StrokeDiffusion(keras.Model):
 
     def call(self, inputs, training=False):
         return self.compute_losses(inputs, training=training)
+
+    def _star_seed(self, batch, training):
+        """A stateless seed ``[2]`` for the star-shaped draws (from the checkpointed stream in
+        training, fixed per validation batch otherwise)."""
+        if training:
+            return tf.cast(keras.random.randint((2,), 0, 2 ** 30, seed=self.noise), tf.int64)
+        return tf.stack([tf.constant(self.hparams.seed + 77, tf.int64),
+                         tf.cast(batch["index"][0], tf.int64)])
 
     # ------------------------------------------------------------------ steps
 
@@ -335,6 +355,12 @@ class StrokeDiffusion(keras.Model):
         if labels is not None and self.class_embedding is None:
             raise ValueError("labels given but the model is not class-conditional "
                              "(trained with class_conditional=False)")
+        if self.star is not None:  # its own sampler: ancestral only, x0_hat reused between calls
+            if sampler != "ddpm":
+                raise ValueError(f"--sampler={sampler}: process=star samples with its own "
+                                 "ancestral sampler only (--sampler=ddpm; no DDIM)")
+            return self.star.generate(self, mask, labels if conditional else None, steps,
+                                      guidance, seed, record)
         lab = tf.constant(np.zeros(b, np.int32) if labels is None else np.asarray(labels, np.int32))
         loop = self._sampler(conditional, float(guidance) != 1.0)
         x_T = tf.random.stateless_normal([b, length, self.channels], (seed, 1))

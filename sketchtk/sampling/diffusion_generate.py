@@ -188,6 +188,10 @@ def is_diffusion_run(model_dir):
 def save_forward_process(model, config, output_dir, seed=0):
     """``process_forward.png``: test sketches (rows, one per category) under ``q(x_t | x_0)`` at
     evenly spaced ``t`` (columns: the data, then ``t = 0 ... T - 1``), preprocessed as in training."""
+    if not hasattr(model.process, "q_sample"):  # process=star: no x_t (the network sees G_t)
+        logging.info("process_forward.png not written: process=%s has no q_sample",
+                     model.hparams.process)
+        return
     hp = model.hparams
     data = load_sketch_data(config.get("data_dir"), config["categories"],
                             scale_factor=config["scale_factor"], splits=("test",))

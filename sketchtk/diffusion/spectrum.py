@@ -1,0 +1,150 @@
+"""The data's power spectrum and the fit of ``S0(f) = c1 / (c2 + |f|)^m`` for shortest-path diffusion.
+
+The SPD release hard-codes CIFAR-10's ``c1 = 1.59, c2 = 0.0086, m = 2``
+(mtkresearch/shortest-path-diffusion ``nonunif_diffusion/script_util.py:27-33``) and has no
+fitting code. Here:
+
+- :func:`sequence_power_spectrum`: the mean periodogram ``|F x|^2`` (orthonormal FFT) of
+  normalised point sequences over a fixed window, per frequency in cycles per point;
+- :func:`image_power_spectrum`: the same for rasters, averaged over rings of equal ``|f|``;
+- :func:`fit_spectrum`: least squares in log space, ``log S = log c1 - m log(c2 + |f|)``: for
+  each ``c2`` on a log grid (then refined) ``(log c1, m)`` is a linear regression, so the fit
+  is closed form per ``c2`` and never diverges.
+
+``python -m sketchtk.diffusion.spectrum --representation=absolute`` prints the constants for the
+embedded data (or ``--data_dir``), in both representations when asked for ``both``.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class SpectrumFit:
+    """Fitted constants and the fit's RMS error in log space."""
+
+    c1: float
+    c2: float
+    m: float
+    log_rmse: float
+
+    def __call__(self, freq):
+        return self.c1 / np.power(self.c2 + np.abs(freq), self.m)
+
+
+def _regress(logf_c2, log_s, weights):
+    """Weighted least squares ``log_s = a - m * logf_c2``: ``(a, m, sse)``."""
+    w = weights / weights.sum()
+    mx, my = np.sum(w * logf_c2), np.sum(w * log_s)
+    vx = np.sum(w * (logf_c2 - mx) ** 2)
+    m = -np.sum(w * (logf_c2 - mx) * (log_s - my)) / max(vx, 1e-300)
+    a = my + m * mx
+    resid = log_s - (a - m * logf_c2)
+    return a, m, float(np.sum(w * resid ** 2))
+
+
+def fit_spectrum(freq, power, weights=None, c2_range=(1e-5, 10.0), grid=200):
+    """Fit ``S0(f) = c1 / (c2 + |f|)^m`` to ``power`` at ``freq`` (any shape, flattened).
+
+    Args:
+      freq, power: matching arrays; non-positive powers are ignored.
+      weights: per-point weights (e.g. how many FFT bins a ring holds); default equal.
+      c2_range, grid: the log grid searched for ``c2``, refined once around the best value.
+
+    Returns:
+      ``SpectrumFit``.
+    """
+    f = np.abs(np.asarray(freq, np.float64)).ravel()
+    p = np.asarray(power, np.float64).ravel()
+    w = np.ones_like(p) if weights is None else np.asarray(weights, np.float64).ravel()
+    keep = (p > 0) & np.isfinite(p) & (w > 0)
+    if keep.sum() < 3:
+        raise ValueError("fit_spectrum needs at least 3 positive power values")
+    f, p, w = f[keep], p[keep], w[keep]
+    log_p = np.log(p)
+    best = None
+    lo, hi = np.log(c2_range[0]), np.log(c2_range[1])
+    for _ in range(2):
+        for log_c2 in np.linspace(lo, hi, grid):
+            a, m, sse = _regress(np.log(np.exp(log_c2) + f), log_p, w)
+            if best is None or sse < best[0]:
+                best = (sse, log_c2, a, m)
+        step = (hi - lo) / (grid - 1)
+        lo, hi = best[1] - 2 * step, best[1] + 2 * step
+    sse, log_c2, a, m = best
+    return SpectrumFit(c1=float(np.exp(a)), c2=float(np.exp(log_c2)), m=float(m),
+                       log_rmse=float(np.sqrt(sse)))
+
+
+def sequence_power_spectrum(sequences, window):
+    """Mean orthonormal periodogram of sequences ``[n_i, C]`` zero-padded (or cut) to ``window``.
+
+    Returns:
+      ``(freq [window], power [window])``, ``freq`` in cycles per point (numpy fftfreq order),
+      power averaged over sequences and channels.
+    """
+    if not sequences:
+        raise ValueError("sequence_power_spectrum needs at least one sequence")
+    batch = np.zeros((len(sequences), window, np.asarray(sequences[0]).shape[-1]), np.float64)
+    for i, s in enumerate(sequences):
+        s = np.asarray(s, np.float64)[:window]
+        batch[i, :len(s)] = s
+    spec = np.abs(np.fft.fft(batch, axis=1, norm="ortho")) ** 2
+    return np.fft.fftfreq(window), spec.mean(axis=(0, 2))
+
+
+def image_power_spectrum(images):
+    """Orthonormal 2-D power spectrum of images ``[N, H, W]`` (or ``[N, H, W, C]``), averaged
+    over the bins of equal ``|f|`` (exact radii, no ring binning: a ring's mean power is not the
+    power at its mean radius).
+
+    Returns:
+      ``(freq [R], power [R], count [R])``: ``|f|`` in cycles per pixel, mean power, bins.
+    """
+    x = np.asarray(images, np.float64)
+    if x.ndim == 4:
+        x = np.moveaxis(x, -1, 1).reshape(-1, x.shape[1], x.shape[2])
+    h, w = x.shape[1:3]
+    spec = (np.abs(np.fft.fft2(x, norm="ortho")) ** 2).mean(axis=0)
+    radius = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[None, :] ** 2)
+    freq, idx, count = np.unique(np.round(radius, 12).ravel(), return_inverse=True,
+                                 return_counts=True)
+    power = np.bincount(idx, spec.ravel()) / count
+    return freq, power, count
+
+
+def point_data_spectrum(point_data, representation, split="train", window=None):
+    """The measured spectrum of a ``prepare_point_data`` set in ``representation``, normalised
+    with its training statistics as ``StrokeDiffusion`` does (x, y only): ``(freq, power)``."""
+    from sketchtk.data.point_sequences import PointStats, to_points
+    stats = PointStats.from_sketches(point_data.splits["train"].sketches, representation)
+    mean, std = np.asarray(stats.mean), np.asarray(stats.std)
+    seqs = [(to_points(s, representation)[:, :2] - mean) / std
+            for s in point_data.splits[split].sketches]
+    return sequence_power_spectrum(seqs, window or point_data.max_seq_len)
+
+
+def main(argv=None):
+    import argparse
+    from sketchtk.data.loader import DEFAULT_CATEGORIES, load_sketch_data
+    from sketchtk.data.point_sequences import prepare_point_data
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data_dir", default=None, help="npz directory (default: embedded data)")
+    parser.add_argument("--categories", default=",".join(DEFAULT_CATEGORIES))
+    parser.add_argument("--representation", default="both", choices=["absolute", "delta", "both"])
+    parser.add_argument("--max_points", type=int, default=96)
+    args = parser.parse_args(argv)
+    data = prepare_point_data(load_sketch_data(args.data_dir, args.categories.split(",")),
+                              max_points=args.max_points)
+    reps = ["absolute", "delta"] if args.representation == "both" else [args.representation]
+    for rep in reps:
+        freq, power = point_data_spectrum(data, rep)
+        fit = fit_spectrum(freq, power)
+        lo, hi = power[np.abs(freq) < 0.02].mean(), power[np.abs(freq) > 0.4].mean()
+        print(f"{rep}: c1={fit.c1:.4g} c2={fit.c2:.4g} m={fit.m:.4g} log_rmse={fit.log_rmse:.3f} "
+              f"power(|f|<0.02)/power(|f|>0.4)={lo / hi:.3g} window={len(freq)}")
+
+
+if __name__ == "__main__":
+    main()
