@@ -6,8 +6,9 @@ the radius, at most 160 points), for each denoiser at ChiroDiff's size (bi-GRU 3
 3 x 96 with 4 heads; the UNet at 64 base channels, 3 levels).
 
 Sampling: the bi-GRU 3 x 96 model with T = 100, sketches/s of the compiled batched reverse loop
-(DDPM over all T, DDIM respaced to 30 and 10 steps) against a reference-style sampler measured in
-the same run: a Python loop over the T steps calling the (compiled) denoiser at batch 1, as
+(DDPM over all T, DDIM respaced to 30 and 10 steps; XLA-compiled, as ``sample_xla=auto`` does for
+the bi-GRU, with the same DDIM-30 loop without XLA as a same-run row; DDIM-30 of the transformer and
+the UNet, not XLA-compiled) against a reference-style sampler measured in the same run: a Python loop over the T steps calling the (compiled) denoiser at batch 1, as
 ChiroDiff's ``main.py:575-611`` and SketchKnitter's ``p_sample_loop`` effectively do on a CPU.
 Weights are freshly initialised: sampling cost does not depend on them.
 
@@ -45,9 +46,9 @@ DENOISERS = {"bigru": dict(denoiser_units=96, denoiser_layers=3),
              "unet1d": dict(denoiser_units=64, denoiser_layers=3)}
 
 
-def build(point_data, denoiser, batch):
+def build(point_data, denoiser, batch, **overrides):
     hp = get_preset("chirodiff").replace(denoiser=denoiser, batch_size=batch,
-                                         **DENOISERS[denoiser])
+                                         **DENOISERS[denoiser], **overrides)
     stats = ps.point_data_statistics(point_data, hp.representation)
     model = StrokeDiffusion(hp, point_data.max_seq_len, stats["point_stats"],
                             stats["length_model"], point_data.categories)
@@ -87,9 +88,16 @@ def main():
         train_fns[name](batches[name])  # trace and warm up
     sampler_model = models["bigru"]
     lengths = sampler_model.sample_lengths(np.full(sample_batch, -1), seed=0)
-    configs = {"DDPM-100": ("ddpm", None), "DDIM-30": ("ddim", 30), "DDIM-10": ("ddim", 10)}
-    for method, steps in configs.values():  # trace each loop once at the measured batch size
-        sampler_model.generate(lengths, sampler=method, steps=steps)
+    # (model, method, steps): the bi-GRU loops are XLA-compiled (sample_xla=auto); the same loop
+    # without XLA is the same-run baseline of that choice
+    _, no_xla = build(data, "bigru", 100, sample_xla="off")
+    configs = {"DDPM-100": (sampler_model, "ddpm", None), "DDIM-30": (sampler_model, "ddim", 30),
+               "DDIM-10": (sampler_model, "ddim", 10), "DDIM-30, no XLA": (no_xla, "ddim", 30)}
+    for name in denoisers:
+        if name != "bigru":
+            configs[f"DDIM-30, {name}"] = (models[name], "ddim", 30)
+    for model, method, steps in configs.values():  # trace each loop once at the measured batch
+        model.generate(lengths, sampler=method, steps=steps)
 
     step_fn = tf.function(lambda x, t, m: sampler_model.denoise(x, t, m))
     timesteps = sampling_timesteps(sampler_model.process)
@@ -117,8 +125,8 @@ def main():
         for name in denoisers:
             train_times[name] += time_call(lambda n=name: float(train_fns[n](batches[n])["loss"]),
                                            train_reps)
-        for key, (method, steps) in configs.items():
-            t = time_call(lambda m=method, s=steps: sampler_model.generate(
+        for key, (model, method, steps) in configs.items():
+            t = time_call(lambda g=model.generate, m=method, s=steps: g(
                 lengths, sampler=m, steps=s)[0].numpy(), 1)[0]
             sample_rates[key].append(sample_batch / t)
         t = time_call(lambda: [reference_style() for _ in range(ref_sketches)], 1)[0]
@@ -137,7 +145,8 @@ def main():
         print(f"| {name} {size['denoiser_layers']} x {size['denoiser_units']} "
               f"({models[name].count_params() - sum(int(np.prod(w.shape)) for w in models[name].ema)} params) "
               f"| {med:.3f} | {100 / med:.1f} | {ANCHOR_TRAIN_S / med:.2f}x |")
-    print(f"\n| sampler (bi-GRU 3 x 96, T = 100, batch {sample_batch}) | sketches/s | "
+    print(f"\n| sampler (bi-GRU 3 x 96 unless named, T = 100, batch {sample_batch}, lengths from "
+          f"the length model: mean {lengths.mean():.0f}, longest {lengths.max()}) | sketches/s | "
           f"vs reference-style | vs ChiroDiff anchor 4.3/s |")
     print("|---|---|---|---|")
     rates = {}

@@ -23,6 +23,7 @@ OFFSET_NLLS = ("reference", "exact")
 DEC_STATE_INITS = ("he_normal", "small_normal")
 PEN_MODES = ("head", "channel")
 TIME_EMBEDDINGS = ("fourier", "sinusoidal")
+SAMPLE_XLA = ("auto", "on", "off")  # StrokeDiffusion.sample_xla
 PROCESSES = ("gaussian", "star", "spd")  # sketchtk.diffusion: process, star, spd
 STAR_POSITIONS = ("gaussian", "beta")  # the star-shaped family of the (x, y) channels
 STAR_LOSSES = ("kl", "kl_rescaled")
@@ -114,6 +115,7 @@ class HParams:
     weight_decay: float = 0.01  # AdamW weight decay (ChiroDiff 1e-2)
     resample_spacing: float = 0.0  # arc-length resampling, fraction of the radius; 0 = off (ChiroDiff 0.05)
     rdp_epsilon: float = 0.0  # RDP after resampling, fraction of the radius; 0 = off
+    sample_xla: str = "auto"  # XLA-compile the reverse loop: auto (bi-GRU only) | on | off
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
     star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1))
     star_loss: str = "kl_rescaled"  # star: kl | kl_rescaled (Beta KL / nu, Gaussian x0-MSE / 2)
@@ -141,7 +143,8 @@ class HParams:
                              ("schedule", SCHEDULES), ("parametrisation", PARAMETRISATIONS),
                              ("pen_mode", PEN_MODES), ("time_embedding", TIME_EMBEDDINGS),
                              ("process", PROCESSES),
-                             ("star_positions", STAR_POSITIONS), ("star_loss", STAR_LOSSES)):
+                             ("star_positions", STAR_POSITIONS), ("star_loss", STAR_LOSSES),
+                             ("sample_xla", SAMPLE_XLA)):
             if getattr(self, key) not in allowed:
                 bad(key, f"unknown value; choose one of {list(allowed)}")
         # NaN passes every `<`/`<=` range check below, so reject it once for all float fields.

@@ -39,6 +39,20 @@ def reverse_step(process, method, x_t, model_out, t, t_prev, noise, eta, varianc
     return tf.sqrt(ab_prev) * x0 + direction * eps + tf.sqrt(sigma2) * noise
 
 
+def step_noise(seed, i, shape):
+    """The standard-normal noise of reverse step ``i`` for the stateless ``seed`` ``[2]``."""
+    return tf.random.stateless_normal(shape, tf.random.experimental.stateless_fold_in(seed, i))
+
+
+@tf.function(reduce_retracing=True)
+def _all_step_noise(seed, steps, shape):
+    """``[steps, *shape]``: :func:`step_noise` of every step, drawn outside XLA (XLA's stateless
+    normal draws other numbers for the same seed, so an XLA loop takes its noise from here and
+    gives the same samples as the plain loop)."""
+    return tf.map_fn(lambda i: step_noise(seed, i, shape), tf.range(steps),
+                     fn_output_signature=tf.float32)
+
+
 def sampling_timesteps(process, steps=None):
     """The descending timesteps for ``steps`` sampling steps (None = all T)."""
     return respaced_timesteps(process.num_steps, steps or process.num_steps)
@@ -51,7 +65,8 @@ class ReverseSampler:
       denoise_fn: see the module docstring (traced once per input shape and method).
       process: a ``GaussianProcess`` (DDIM needs ``alphabar``).
       aux_channels: ``A``, the channels of ``denoise_fn``'s second output.
-      jit_compile: XLA-compile the loop.
+      jit_compile: XLA-compile the loop (its noise is drawn before the loop, in ``[S, B, L, C]``
+        memory, so a seed gives the same samples either way).
 
     Example:
       >>> sampler = ReverseSampler(fn, process, aux_channels=0)
@@ -69,7 +84,7 @@ class ReverseSampler:
     def _loop(self, method, record):
         key = (method, record)
         if key not in self._loops:
-            def loop(x, mask, timesteps, eta, strength, seed, context):
+            def loop(x, mask, timesteps, eta, strength, seed, context, noises):
                 n = tf.shape(timesteps)[0]
                 mask3 = mask[..., None]
                 prev = tf.concat([timesteps[1:], [-1]], axis=0)
@@ -81,8 +96,7 @@ class ReverseSampler:
                 def body(i, x, aux, traj):
                     t = tf.fill([batch], timesteps[i])
                     out, aux = self.denoise_fn(x, t, mask, context)
-                    noise = tf.random.stateless_normal(
-                        tf.shape(x), tf.random.experimental.stateless_fold_in(seed, i))
+                    noise = step_noise(seed, i, tf.shape(x)) if noises is None else noises[i]
                     x = reverse_step(self.process, method, x, out, t, tf.fill([batch], prev[i]),
                                      noise, eta, strength) * mask3
                     if record:
@@ -110,7 +124,10 @@ class ReverseSampler:
                 np.diff(timesteps) >= 0):
             raise ValueError("timesteps must be a descending sequence ending at 0")
         fn = self._loop(method, bool(record))
-        return fn(tf.convert_to_tensor(x_T, tf.float32), tf.convert_to_tensor(mask, tf.float32),
-                  tf.constant(timesteps), tf.constant(float(eta)),
-                  tf.constant(float(variance_strength)),
-                  tf.constant(np.asarray(seed, np.int64).reshape(2)), context)
+        x_T = tf.convert_to_tensor(x_T, tf.float32)
+        seed = tf.constant(np.asarray(seed, np.int64).reshape(2))
+        noises = (_all_step_noise(seed, tf.constant(len(timesteps)), tf.shape(x_T))
+                  if self._jit else None)
+        return fn(x_T, tf.convert_to_tensor(mask, tf.float32), tf.constant(timesteps),
+                  tf.constant(float(eta)), tf.constant(float(variance_strength)), seed, context,
+                  noises)

@@ -317,6 +317,17 @@ class StrokeDiffusion(keras.Model):
         lengths = self.length_model.sample(labels, seed)
         return np.clip(lengths, 2, self.max_seq_len).astype(np.int32)
 
+    @property
+    def sample_xla(self):
+        """Whether the reverse loop is XLA-compiled (hparam ``sample_xla``). ``auto``: on for the
+        bi-GRU with the Gaussian process, whose many small per-point GRU ops XLA fuses (DDIM-30
+        2.2-2.5x faster, ``bench/bench_diffusion.py``), off for the transformer and the UNet,
+        which it made about 1.8x slower on a 2-core CPU; the samples agree to float rounding."""
+        choice = self.hparams.sample_xla
+        if choice == "auto":
+            return self.hparams.denoiser == "bigru" and self.hparams.process == "gaussian"
+        return choice == "on"
+
     def _sampler(self, conditional, guided):
         """One compiled reverse loop per (conditional, guided) kind; labels and the guidance
         scale are arguments of the loop, so new values do not retrace it."""
@@ -328,7 +339,8 @@ class StrokeDiffusion(keras.Model):
                     return self.denoise(x, t, mask)
                 return self.denoise(x, t, mask, labels, scale if guided else 1.0)
             self._samplers[key] = ReverseSampler(fn, self.process,
-                                                 aux_channels=2 if self.pen_head else 0)
+                                                 aux_channels=2 if self.pen_head else 0,
+                                                 jit_compile=self.sample_xla)
         return self._samplers[key]
 
     def generate(self, lengths, labels=None, sampler="ddpm", steps=None, eta=0.0,
