@@ -10,7 +10,8 @@
 - ``chirodiff``, ``sketchknitter``: stroke diffusion as in those releases (CPU-sized);
   ``diffusion_smoke``: a tiny stroke-diffusion model for tests.
 - ``star_chirodiff``, ``spd_chirodiff`` (and ``star_smoke``, ``spd_smoke`` for tests): the
-  star-shaped and shortest-path processes (issue 12).
+  star-shaped and shortest-path processes (issue 12); ``spd_raster`` (``spd_raster_smoke``):
+  shortest-path diffusion of 48 x 48 renders (``model=raster_diffusion``).
 """
 
 from sketchtk.config import HParams
@@ -34,6 +35,8 @@ PRESETS = {
     "spd_smoke": presets.spd_smoke,
     "star_chirodiff": presets.star_chirodiff,
     "spd_chirodiff": presets.spd_chirodiff,
+    "spd_raster_smoke": presets.spd_raster_smoke,
+    "spd_raster": presets.spd_raster,
 }
 
 

@@ -12,7 +12,8 @@ import math
 
 from sketchtk.errors import ConfigError
 
-MODELS = ("rpcl_pix2seq", "sketch_pix2seq", "sketch_rnn", "sketch_a_net", "stroke_diffusion")
+MODELS = ("rpcl_pix2seq", "sketch_pix2seq", "sketch_rnn", "sketch_a_net", "stroke_diffusion",
+          "raster_diffusion")  # raster_diffusion: SPD of 48x48 renders (issue 12)
 # stroke_diffusion choices (sketchtk.layers.denoisers, sketchtk.diffusion, sketchtk.data.point_sequences)
 DENOISERS = ("bigru", "transformer", "unet1d")
 REPRESENTATIONS = ("delta", "absolute")

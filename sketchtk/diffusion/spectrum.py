@@ -12,7 +12,8 @@ fitting code. Here:
   is closed form per ``c2`` and never diverges.
 
 ``python -m sketchtk.diffusion.spectrum --representation=absolute`` prints the constants for the
-embedded data (or ``--data_dir``), in both representations when asked for ``both``.
+embedded data (or ``--data_dir``), in both representations when asked for ``both``, and
+``--representation=raster`` those of the 48 x 48 renders (``RasterDiffusion``).
 """
 
 import dataclasses
@@ -44,13 +45,15 @@ def _regress(logf_c2, log_s, weights):
     return a, m, float(np.sum(w * resid ** 2))
 
 
-def fit_spectrum(freq, power, weights=None, c2_range=(1e-5, 10.0), grid=200):
+def fit_spectrum(freq, power, weights=None, c2_range=(1e-5, 10.0), grid=200, min_freq=0.0):
     """Fit ``S0(f) = c1 / (c2 + |f|)^m`` to ``power`` at ``freq`` (any shape, flattened).
 
     Args:
       freq, power: matching arrays; non-positive powers are ignored.
       weights: per-point weights (e.g. how many FFT bins a ring holds); default equal.
       c2_range, grid: the log grid searched for ``c2``, refined once around the best value.
+      min_freq: fit only ``|f| >= min_freq`` (rasters: their DC bin holds the mean image, the
+        constant background, orders of magnitude above the curve through the rest).
 
     Returns:
       ``SpectrumFit``.
@@ -58,7 +61,7 @@ def fit_spectrum(freq, power, weights=None, c2_range=(1e-5, 10.0), grid=200):
     f = np.abs(np.asarray(freq, np.float64)).ravel()
     p = np.asarray(power, np.float64).ravel()
     w = np.ones_like(p) if weights is None else np.asarray(weights, np.float64).ravel()
-    keep = (p > 0) & np.isfinite(p) & (w > 0)
+    keep = (p > 0) & np.isfinite(p) & (w > 0) & (f >= min_freq)
     if keep.sum() < 3:
         raise ValueError("fit_spectrum needs at least 3 positive power values")
     f, p, w = f[keep], p[keep], w[keep]
@@ -125,6 +128,20 @@ def point_data_spectrum(point_data, representation, split="train", window=None):
     return sequence_power_spectrum(seqs, window or point_data.max_seq_len)
 
 
+def raster_data_spectrum(data, hparams, split="train", max_images=2000):
+    """The measured radial spectrum of the split's renders as ``RasterDiffusion`` sees them
+    (``make_dataset`` images at ``png_width``, ink = +1, background = -1): ``(freq, power, count)``."""
+    from sketchtk.data.pipeline import make_dataset
+    from sketchtk.models.raster_diffusion import images_to_x0
+    images, n = [], 0
+    for batch in make_dataset(data, split, hparams, training=False):
+        images.append(np.asarray(images_to_x0(batch["images"]))[..., 0])
+        n += len(images[-1])
+        if n >= max_images:
+            break
+    return image_power_spectrum(np.concatenate(images)[:max_images])
+
+
 def main(argv=None):
     import argparse
     from sketchtk.data.loader import DEFAULT_CATEGORIES, load_sketch_data
@@ -132,11 +149,24 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", default=None, help="npz directory (default: embedded data)")
     parser.add_argument("--categories", default=",".join(DEFAULT_CATEGORIES))
-    parser.add_argument("--representation", default="both", choices=["absolute", "delta", "both"])
+    parser.add_argument("--representation", default="both",
+                        choices=["absolute", "delta", "both", "raster"])
+    parser.add_argument("--png_width", type=int, default=48)
     parser.add_argument("--max_points", type=int, default=96)
     args = parser.parse_args(argv)
     data = prepare_point_data(load_sketch_data(args.data_dir, args.categories.split(",")),
                               max_points=args.max_points)
+    if args.representation == "raster":
+        from sketchtk.config import HParams
+        hp = HParams(categories=tuple(args.categories.split(",")), png_width=args.png_width,
+                     batch_size=100, max_seq_len=250).validated()
+        raw = load_sketch_data(args.data_dir, args.categories.split(","), max_seq_len=250)
+        freq, power, count = raster_data_spectrum(raw, hp)
+        fit = fit_spectrum(freq, power, weights=count, min_freq=1e-6)
+        print(f"raster {args.png_width}x{args.png_width}: c1={fit.c1:.4g} c2={fit.c2:.4g} "
+              f"m={fit.m:.4g} log_rmse={fit.log_rmse:.3f} power(f=0)/power(|f|=0.5)="
+              f"{power[0] / power[-1]:.3g}")
+        return
     reps = ["absolute", "delta"] if args.representation == "both" else [args.representation]
     for rep in reps:
         freq, power = point_data_spectrum(data, rep)

@@ -82,6 +82,9 @@ def build_model(config):
         from sketchtk.models.stroke_diffusion import StrokeDiffusion
         return StrokeDiffusion(hp, config["max_seq_len"], config["point_stats"],
                                config["length_model"], config["categories"])
+    if hp.model == "raster_diffusion":
+        from sketchtk.models.raster_diffusion import RasterDiffusion
+        return RasterDiffusion(hp, config["categories"])
     if hp.model == "sketch_a_net":
         from sketchtk.models.sketch_a_net import SketchANet
         return SketchANet(num_classes=len(config["categories"]), input_size=hp.png_width)
@@ -121,7 +124,7 @@ def compile_model(model, hparams):
         model.compile(optimizer=keras.optimizers.Adam(hparams.learning_rate),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                       metrics=["accuracy"])
-    elif hparams.model == "stroke_diffusion":
+    elif hparams.model in ("stroke_diffusion", "raster_diffusion"):
         from sketchtk.models.stroke_diffusion import make_optimizer
         model.compile(optimizer=make_optimizer(hparams))
     else:
@@ -242,7 +245,7 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
         train_ds = train_ds.map(_classifier_xy)
         valid_ds = valid_ds.map(_classifier_xy)
         monitor = "val_loss"
-    elif hparams.model == "stroke_diffusion":
+    elif hparams.model in ("stroke_diffusion", "raster_diffusion"):
         monitor = "val_loss"
     else:
         monitor = "val_recon"

@@ -149,6 +149,7 @@ def test_star_model_estimates_g_statistics_in_training_saves_them_and_samples(sm
         reloaded.generate([9], sampler="ddim", steps=3)
 
 
+@pytest.mark.slow
 def test_spd_model_trains_one_step_and_samples_with_both_samplers(small_data):
     """process=spd through the model: loss = eps-MSE + pen cross-entropy, and generate()."""
     hp = get_preset("spd_smoke").replace(diffusion_steps=10, batch_size=4)
