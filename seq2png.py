@@ -18,8 +18,9 @@ flags.DEFINE_integer("png_width", 48, "Image side in pixels (>= 1).")
 flags.DEFINE_multi_string("categories", None,
                           "Categories: comma-separated, repeated, or {'a','b'} (quotes, braces "
                           "and brackets are stripped).")
-flags.DEFINE_enum("renderer", "fast", ["fast", "cairo"],
-                  "fast: TF/XLA rasteriser; cairo: svgwrite + cairosvg (the reference path).")
+flags.DEFINE_enum("renderer", "fast", ["fast", "cairo", "cairo_direct"],
+                  "fast: TF/XLA rasteriser; cairo: svgwrite + cairosvg (the reference path); "
+                  "cairo_direct: the same pixels through cairo's API (several times faster).")
 flags.mark_flags_as_required(["input_dir", "categories"])
 FLAGS = flags.FLAGS
 

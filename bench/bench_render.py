@@ -1,53 +1,69 @@
-"""Benchmark: fast TF/XLA renderer vs the cairo reference path, on real drawings.
+"""Benchmark: fast TF/XLA renderer and direct cairo vs the reference svgwrite + cairosvg path.
 
-Renders the same real sketches with both renderers in one run (timings interleaved, warmed up,
-medians over repeats), prints a table and ends with one JSON line of headline figures:
+Real QuickDraw drawings: the embedded categories (sketchtk/data/default, all splits) and the
+packed ``.ndjson`` fixtures (tests/fixtures/quickdraw: simplified, raw and shapes), repeated to a
+job of ``--count`` sketches; the sketch-rnn sheep (``--sheep``) as a second, longer-stroked set.
+Every renderer runs in the same process, interleaved (one job of each per round), medians over
+the rounds after a warm-up; the machine's float32 matmul rate is probed at every round as a load
+indicator (the renderers are not matmul-bound, so it is no limit for them).
 
-    python bench/bench_render.py            # aaron_sheep train (7400) + QuickDraw defaults
+    python bench/bench_render.py            # 4000 QuickDraw sketches, 5 rounds
     python bench/bench_render.py --quick    # < 1 minute
 
-Rows: fast with one thread and with one per core; cairo in one process (as the reference
-seq2png) and, unless --quick, with a spawned process per core (steady rate; start-up reported).
-Speedups are against single-process cairo and, when measured, against the process pool.
-Pixel differences are fast vs cairo on the same sketches, in /255 units. The machine's load
-average is printed: on a shared machine, both renderers slow down together.
+Rows: fast with 1 thread and one per core; ``cairo_direct`` (cairo's own API, pixel-identical to
+cairosvg) with 1 thread and one per core; svgwrite + cairosvg in one process (the reference
+seq2png, the 1x of the 100x target). Pixel agreement: fast vs cairosvg (mean and max abs diff,
+/255) on every set; cairo_direct vs cairosvg: the number of differing pixels (must be 0).
+The last line printed is one JSON object with the headline figures.
 """
 
 import glob
 import json
 import os
+import sys
 import time
 
 import numpy as np
 from absl import app, flags
 
-from sketchtk.data.npz_io import load_stroke_npz
-from sketchtk.render import raster
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import load_average, make_peak_probe, median, merge_peaks  # noqa: E402
+from sketchtk.data import quickdraw  # noqa: E402
+from sketchtk.data.npz_io import load_stroke_npz  # noqa: E402
+from sketchtk.render import raster  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Small run that finishes in under a minute.")
 flags.DEFINE_string("sheep", "/work/shared/data/sketchrnn/aaron_sheep.npz",
-                    "sketch-rnn .npz whose train split is rendered.")
+                    "sketch-rnn .npz whose train split is the second set (skipped if absent).")
 flags.DEFINE_integer("width", 48, "Image side in pixels.")
-flags.DEFINE_integer("repeats", 3, "Timed repeats per renderer (median reported).")
+flags.DEFINE_integer("count", 4000, "Sketches per timed job (QuickDraw drawings, repeated).")
+flags.DEFINE_integer("rounds", 5, "Timed rounds (median reported).")
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CATEGORY_SIZE = 70000  # sketches in a full QuickDraw category's train split
 
 
-def load_sketches(quick):
-    """Real sketches: aaron_sheep train, plus the QuickDraw defaults when the package ships them."""
-    sets = {"aaron_sheep": load_stroke_npz(FLAGS.sheep)["train"]}
-    default_dir = os.path.join(os.path.dirname(raster.__file__), "..", "data", "default")
-    for path in sorted(glob.glob(os.path.join(default_dir, "*.npz")))[:3 if quick else 20]:
-        try:
-            sets[os.path.basename(path)[:-4]] = load_stroke_npz(path)["train"]
-        except ValueError:  # not a stroke .npz (e.g. an image cache): skip it
-            continue
+def load_sets():
+    """{name: list of stroke-3 arrays}: embedded categories, ndjson fixtures, sheep."""
+    sets = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "sketchtk", "data", "default", "*.npz"))):
+        splits = load_stroke_npz(path)
+        sets["qd " + os.path.basename(path)[:-4]] = [s for k in ("train", "valid", "test")
+                                                     for s in splits[k]]
+    for kind in ("simplified", "raw", "shapes"):
+        drawings = []
+        for path in sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", "quickdraw", kind,
+                                                  "*.ndjson"))):
+            drawings += [s for _, _, s in quickdraw.iter_stroke3(path)]
+        if drawings:
+            sets[f"ndjson {kind}"] = drawings
+    if os.path.exists(FLAGS.sheep):
+        sets["sheep"] = list(load_stroke_npz(FLAGS.sheep)["train"][:2000])
     return sets
 
 
 def timed(fn):
-    """(seconds, result) of one call."""
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
@@ -56,100 +72,83 @@ def timed(fn):
 def main(argv):
     del argv
     quick = FLAGS.quick
-    sets = load_sketches(quick)
-    sheep = sets["aaron_sheep"]
-    n_fast = 2000 if quick else len(sheep)
-    n_cairo = 200 if quick else 600
-    pool_sizes = () if quick else (800, 2400)
-    fast_set, cairo_set = sheep[:n_fast], sheep[:n_cairo]
     width = FLAGS.width
-    repeats = 2 if quick else FLAGS.repeats
+    rounds = 2 if quick else FLAGS.rounds
+    sets = load_sets()
+    quickdraw_all = [s for name, v in sets.items() if name != "sheep" for s in v]
+    count = 1000 if quick else FLAGS.count
+    job = (quickdraw_all * (count // len(quickdraw_all) + 1))[:count]
+    cairo_job = job[:200 if quick else 400]          # svgwrite + cairosvg is slow: a shorter job
+    cores = os.cpu_count() or 1
+    renderers = {
+        "fast_1": lambda: raster.render_sketches(job, width, workers=1),
+        "fast": lambda: raster.render_sketches(job, width, workers=cores),
+        "direct_1": lambda: raster.render_sketches(job, width, renderer="cairo_direct", workers=1),
+        "direct": lambda: raster.render_sketches(job, width, renderer="cairo_direct",
+                                                 workers=cores),
+        "cairo_1": lambda: raster.render_sketches(cairo_job, width, renderer="cairo", workers=1),
+    }
+    sizes = {name: len(cairo_job) if name == "cairo_1" else len(job) for name in renderers}
+    probe = make_peak_probe()
+    load_start = load_average()
+    for fn in renderers.values():  # warm-up: XLA compiles per padded shape, cairo caches
+        fn()
+    times = {name: [] for name in renderers}
+    peaks = []
+    for _ in range(rounds):  # interleaved, so every renderer sees the same background load
+        peaks.append(probe(3))
+        for name, fn in renderers.items():
+            times[name].append(timed(fn)[0])
+    rates = {name: sizes[name] / median(t) for name, t in times.items()}
+    peaks = merge_peaks(peaks)
 
-    # warm-up: XLA compiles one executable per padded shape; cairo loads fonts / caches
-    raster.render_sketches(fast_set, width, workers=1)
-    raster.render_sketches(fast_set, width)
-    raster.render_sketches(cairo_set[:20], width, renderer="cairo", workers=1)
-
-    times = {"fast_1": [], "fast": [], "cairo_1": []}
-    cairo_images = fast_images = None
-    for _ in range(repeats):  # interleaved, so both see the same background load
-        seconds, _ = timed(lambda: raster.render_sketches(fast_set, width, workers=1))
-        times["fast_1"].append(seconds)
-        seconds, fast_images = timed(lambda: raster.render_sketches(fast_set, width))
-        times["fast"].append(seconds)
-        seconds, cairo_images = timed(
-            lambda: raster.render_sketches(cairo_set, width, renderer="cairo", workers=1))
-        times["cairo_1"].append(seconds)
-    rates = {"fast_1": n_fast / np.median(times["fast_1"]),
-             "fast": n_fast / np.median(times["fast"]),
-             "cairo_1": n_cairo / np.median(times["cairo_1"])}
-    workers = os.cpu_count() or 1
-    startup = None
-    if pool_sizes:
-        # a pool's rate from two job sizes: the difference cancels the process start-up
-        pool_times = [timed(lambda n=n: raster.render_sketches(sheep[:n], width, renderer="cairo",
-                                                               workers=workers))[0]
-                      for n in pool_sizes]
-        rates["cairo_pool"] = (pool_sizes[1] - pool_sizes[0]) / (pool_times[1] - pool_times[0])
-        startup = pool_times[0] - pool_sizes[0] / rates["cairo_pool"]
-
-    diff = np.abs(fast_images[:n_cairo].astype(np.int32) - cairo_images.astype(np.int32))
-    per_sketch = diff.reshape(n_cairo, -1).mean(axis=1)
-    others = {}
+    agreement = {}
     for name, sketches in sets.items():
-        if name == "aaron_sheep":
-            continue
-        subset = sketches[:200 if quick else 500]
-        other = np.abs(raster.render_sketches(subset, width).astype(np.int32)
-                       - raster.render_sketches(subset, width, renderer="cairo",
-                                                workers=1).astype(np.int32))
-        others[name] = (float(other.mean()), int(other.max()))
+        subset = sketches[:150 if quick else 500]
+        reference = raster.render_sketches(subset, width, renderer="cairo", workers=1)
+        fast = raster.render_sketches(subset, width, workers=1)
+        direct = raster.render_sketches(subset, width, renderer="cairo_direct", workers=1)
+        diff = np.abs(fast.astype(np.int32) - reference.astype(np.int32))
+        agreement[name] = {"sketches": len(subset), "mean_abs_diff_255": float(diff.mean()),
+                           "max_abs_diff_255": int(diff.max()),
+                           "direct_differing_pixels": int((direct != reference).sum())}
 
-    load = os.getloadavg()[0]
-    print(f"sketches: aaron_sheep train (real drawings), width {width}, {workers} cores, "
-          f"load average {load:.2f}, repeats {repeats} (median)")
-    header = f"{'renderer':<24}{'sketches':>9}{'sketches/s':>12}{'70k category':>14}" \
-             f"{'vs cairo x1':>13}{'vs cairo pool':>15}"
+    labels = {"fast_1": "fast (TF/XLA), 1 thread", "fast": f"fast (TF/XLA), {cores} threads",
+              "direct_1": "cairo_direct, 1 thread", "direct": f"cairo_direct, {cores} threads",
+              "cairo_1": "svgwrite + cairosvg, 1 process"}
+    print(f"bench_render: {len(quickdraw_all)} distinct QuickDraw drawings repeated to {len(job)} "
+          f"per job, width {width}, {cores} cores, {rounds} interleaved rounds (median), load "
+          f"average {load_start} -> {load_average()}, float32 matmul 2048^3 "
+          f"{peaks['float32']['2048^3']:.0f} GFLOP/s this run")
+    header = f"{'renderer':<34}{'sketches/s':>12}{'70k category':>14}{'vs cairosvg':>13}"
     print(header)
     print("-" * len(header))
-    labels = {"fast_1": "fast (1 thread)", "fast": f"fast ({workers} threads)",
-              "cairo_1": "cairo (1 process)", "cairo_pool": f"cairo ({workers} processes)"}
-    counts = {"fast_1": n_fast, "fast": n_fast, "cairo_1": n_cairo,
-              "cairo_pool": pool_sizes[-1] if pool_sizes else 0}
-    for key, rate in rates.items():
-        vs_pool = f"{rate / rates['cairo_pool']:.1f}x" if "cairo_pool" in rates else "-"
-        print(f"{labels[key]:<24}{counts[key]:>9}{rate:>12.0f}{CATEGORY_SIZE / rate:>13.1f}s"
-              f"{rate / rates['cairo_1']:>12.1f}x{vs_pool:>15}")
-    if startup is not None:
-        print(f"cairo ({workers} processes): steady rate from jobs of {pool_sizes} sketches; "
-              f"process start-up costs {startup:.1f} s per job on top")
-    print(f"fast vs cairo, {n_cairo} aaron_sheep sketches: mean |diff| {diff.mean():.3f}/255, "
-          f"max |diff| {diff.max()}/255, worst sketch mean {per_sketch.max():.3f}/255, "
-          f"pixels off by > 32: {(diff > 32).mean() * 100:.3f}%")
-    for name, (mean, worst) in others.items():
-        print(f"fast vs cairo, {name}: mean |diff| {mean:.3f}/255, max |diff| {worst}/255")
-
+    for name, rate in rates.items():
+        print(f"{labels[name]:<34}{rate:>12.0f}{CATEGORY_SIZE / rate:>13.1f}s"
+              f"{rate / rates['cairo_1']:>12.1f}x")
+    print()
+    print(f"{'pixel agreement with cairosvg':<30}{'sketches':>9}{'fast mean':>11}{'fast max':>10}"
+          f"{'direct: pixels off':>20}")
+    for name, a in agreement.items():
+        print(f"{name:<30}{a['sketches']:>9}{a['mean_abs_diff_255']:>10.3f}/"
+              f"{a['max_abs_diff_255']:>9d}/{a['direct_differing_pixels']:>20d}")
     speedup = rates["fast"] / rates["cairo_1"]
-    mean_diff = float(diff.mean())
-    print(f"targets: speedup >= 100x vs cairo: {'met' if speedup >= 100 else 'MISSED'} "
-          f"({speedup:.0f}x); mean |diff| <= 2/255: {'met' if mean_diff <= 2 else 'MISSED'} "
-          f"({mean_diff:.2f}); 70k category in {CATEGORY_SIZE / rates['fast']:.1f} s")
-    headline = {
-        "fast_sketches_per_s": round(rates["fast"], 1),
-        "fast_1thread_sketches_per_s": round(rates["fast_1"], 1),
-        "cairo_sketches_per_s": round(rates["cairo_1"], 1),
-        "speedup": round(speedup, 1),
-        "speedup_1thread_vs_1process": round(rates["fast_1"] / rates["cairo_1"], 1),
-        "mean_abs_diff_255": round(mean_diff, 3),
-        "max_abs_diff_255": int(diff.max()),
-        "seconds_per_70k_fast": round(CATEGORY_SIZE / rates["fast"], 2),
-        "load_average": round(load, 2),
-        "quick": quick,
-    }
-    if "cairo_pool" in rates:
-        headline["cairo_pool_sketches_per_s"] = round(rates["cairo_pool"], 1)
-        headline["speedup_vs_cairo_pool"] = round(rates["fast"] / rates["cairo_pool"], 1)
-    print(json.dumps(headline))
+    worst_mean = max(a["mean_abs_diff_255"] for a in agreement.values())
+    identical = all(a["direct_differing_pixels"] == 0 for a in agreement.values())
+    print(f"targets: fast >= 100x svgwrite+cairosvg: {'met' if speedup >= 100 else 'NOT met'} "
+          f"({speedup:.0f}x); mean |diff| <= 2/255 on every set: "
+          f"{'met' if worst_mean <= 2 else 'NOT met'} (worst {worst_mean:.2f}); cairo_direct "
+          f"pixel-identical: {'yes' if identical else 'NO'} "
+          f"({rates['direct'] / rates['cairo_1']:.1f}x cairosvg)")
+    print(json.dumps({
+        "bench": "render", "quick": quick, "sketches_per_job": len(job), "rounds": rounds,
+        "sketches_per_s": {k: round(v, 1) for k, v in rates.items()},
+        "speedup_vs_cairosvg": {k: round(v / rates["cairo_1"], 2) for k, v in rates.items()},
+        "agreement": agreement, "cairo_direct_identical": identical,
+        "worst_mean_abs_diff_255": round(worst_mean, 3),
+        "float32_matmul_gflops": round(peaks["float32"]["2048^3"], 1),
+        "load_average": load_average(),
+    }))
 
 
 if __name__ == "__main__":

@@ -13,10 +13,13 @@ def paper():
 
 def default():
     """CPU-sized: HyperLSTM 256 on the embedded QuickDraw categories, about 35-45 minutes on 2
-    cores (at most 1200 steps of batch 64, about 2 s each; early stopping usually ends it sooner)."""
+    cores (at most 1200 steps of batch 64, about 2 s each; early stopping usually ends it sooner).
+    Sketches longer than 250 points are dropped (counted and logged by the loader), as both
+    references do: uncapped, one 841-point drawing made every batch 841 steps long (issue 10)."""
     return HParams(
         categories=DEFAULT_CATEGORIES,
         num_mixture=len(DEFAULT_CATEGORIES),
+        max_seq_len=250,
         dec_rnn_size=256,
         batch_size=64,
         num_steps=1200,

@@ -29,6 +29,8 @@ PROCESSES = ("gaussian", "star", "spd")  # sketchtk.diffusion: process, star, sp
 STAR_POSITIONS = ("gaussian", "beta")  # the star-shaped family of the (x, y) channels
 STAR_LOSSES = ("kl", "kl_rescaled")
 DEC_MODELS = ("lstm", "layer_norm", "hyper")
+# float32, or bfloat16 operands for the stroke decoder's matmuls (sketchtk.layers.precision)
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +88,8 @@ class HParams:
     log_every: int = 10  # steps between history.csv rows
     valid_batches: int = 0  # validation batches per evaluation; 0 = the whole validation set
     seed: int = 0
+    precision: str = "float32"  # float32 | mixed_bfloat16: bf16 operands of the decoder's matmuls, fp32 weights/states/loss
+    length_buckets: int = 0  # > 0: pad each stroke batch only to the smallest of n fixed lengths (max_seq_len * i / n) >= its longest sketch; 0 = to max_seq_len
     classifier_epochs: int = 20  # sketch_a_net: passes over the training images
 
     # --- conventions where the two reference codes differ (ALGORITHMS.md 2; docs/CONVENTIONS.md) ---
@@ -184,6 +188,10 @@ class HParams:
             bad("star_stat_batches", "star_stat_batches must be >= 1 and star_beta_range > 0")
         if self.spd_c1 <= 0 or self.spd_c2 <= 0 or self.spd_m <= 0:
             bad("spd_c1", "the spectrum S0 = c1 / (c2 + |f|)^m needs c1 > 0, c2 > 0, m > 0")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"unknown value; choose one of {list(PRECISIONS)}")
+        if self.length_buckets < 0:
+            bad("length_buckets", "must be >= 0 (0 = pad every batch to max_seq_len)")
         if self.max_seq_len == 0 or self.max_seq_len < -1:
             bad("max_seq_len", "must be -1 (from data) or a positive cap")
         if self.learning_rate <= 0 or self.min_learning_rate < 0:

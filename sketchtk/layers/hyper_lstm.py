@@ -44,6 +44,9 @@ class HyperLSTMCell(FusedRecurrentCell):
         hyper_embedding_size: int, size E of the per-gate embeddings (32).
         jit_compile: bool, XLA for the elementwise part of a step (True).
         seed: optional int dropout seed.
+        matmul_dtype: "float32" or "bfloat16" for the fused recurrent matmul and the hoisted
+            weight gradients (``FusedRecurrentCell``); the small matmuls inside the XLA step stay
+            float32.
 
     Call arguments:
         inputs: float ``[B, T, D]``.
@@ -64,11 +67,11 @@ class HyperLSTMCell(FusedRecurrentCell):
 
     def __init__(self, units, forget_bias=1.0, use_recurrent_dropout=False,
                  recurrent_dropout_prob=0.9, hyper_num_units=256, hyper_embedding_size=32,
-                 jit_compile=True, seed=None, **kwargs):
+                 jit_compile=True, seed=None, matmul_dtype="float32", **kwargs):
         super().__init__(units, forget_bias=forget_bias,
                          use_recurrent_dropout=use_recurrent_dropout,
                          recurrent_dropout_prob=recurrent_dropout_prob, jit_compile=jit_compile,
-                         seed=seed, **kwargs)
+                         seed=seed, matmul_dtype=matmul_dtype, **kwargs)
         self.hyper_num_units = int(hyper_num_units)
         self.hyper_embedding_size = int(hyper_embedding_size)
 

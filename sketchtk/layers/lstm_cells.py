@@ -30,6 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sketchtk.layers.precision import check_matmul_dtype, mixed_matmul
+
 LN_EPSILON = 1e-3
 
 
@@ -97,6 +99,10 @@ class FusedRecurrentCell(keras.layers.Layer):
             (True; on 2 CPU cores measured ~20% faster per HyperLSTM training step and a few %
             for the LSTMs; the large matmuls stay in TensorFlow / oneDNN).
         seed: optional int seed of the dropout masks (else drawn from Keras' global seed).
+        matmul_dtype: ``"float32"`` (default) or ``"bfloat16"``: the dtype of the per-step
+            recurrent matmuls (forward and backward) and of the hoisted ``dW_rec`` matmul. Weights,
+            states, gates and gradients stay float32 (mixed precision); bfloat16 needs a CPU with
+            AVX512_BF16 (or a GPU) to be faster.
 
     Call arguments:
         inputs: float ``[B, T, D]``.
@@ -115,8 +121,11 @@ class FusedRecurrentCell(keras.layers.Layer):
     _hoisted_dots = {}
 
     def __init__(self, units, forget_bias=1.0, use_recurrent_dropout=False,
-                 recurrent_dropout_prob=0.9, jit_compile=True, seed=None, **kwargs):
+                 recurrent_dropout_prob=0.9, jit_compile=True, seed=None, matmul_dtype="float32",
+                 **kwargs):
         super().__init__(**kwargs)
+        self.matmul_dtype = matmul_dtype
+        self._matmul_tf_dtype = check_matmul_dtype(matmul_dtype)
         self.units = int(units)
         self.forget_bias = float(forget_bias)
         self.use_recurrent_dropout = bool(use_recurrent_dropout)
@@ -129,6 +138,7 @@ class FusedRecurrentCell(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.input_size = None
         self._compiled_step_fns = None
+        self._compiled_row_step = None
 
     # ----- subclass interface -------------------------------------------------------------
     @property
@@ -160,7 +170,8 @@ class FusedRecurrentCell(keras.layers.Layer):
         config.update(units=self.units, forget_bias=self.forget_bias,
                       use_recurrent_dropout=self.use_recurrent_dropout,
                       recurrent_dropout_prob=self.recurrent_dropout_prob,
-                      jit_compile=self.jit_compile, seed=self.seed)
+                      jit_compile=self.jit_compile, seed=self.seed,
+                      matmul_dtype=self.matmul_dtype)
         return config
 
     def _step_fns(self):
@@ -219,13 +230,32 @@ class FusedRecurrentCell(keras.layers.Layer):
         return out if bias is None else out + bias[:, None]
 
     def step_constants(self):
-        """The loop-invariant tensors of :meth:`step` (transposed kernels, column vectors).
+        """The loop-invariant tensors of :meth:`step` (the recurrent kernel in the matmul dtype,
+        the small weights transposed / as column vectors).
 
         A decoding loop computes them once and passes them to every ``step``; inside a
-        ``tf.while_loop`` TensorFlow would otherwise redo the transposes at each step.
+        ``tf.while_loop`` TensorFlow would otherwise redo the transposes and casts at each step.
         """
-        return [tf.transpose(tf.convert_to_tensor(self.recurrent_kernel))] + list(
-            self._cell_weights())
+        w_rec = tf.convert_to_tensor(self.recurrent_kernel)
+        return [tf.cast(w_rec, self._matmul_tf_dtype)] + list(self._cell_weights())
+
+    def _row_step_fn(self):
+        """The elementwise step on batch-major tensors, layout changes included (one XLA call).
+
+        Sampling runs one step at a time: the transposes to and from the feature-major layout
+        of ``_cell_fn`` are fused into the compiled step instead of running as separate
+        kernels per state tensor and step.
+        """
+        if self._compiled_row_step is None:
+            def row_step(r_rows, px_rows, rest_rows, weights):
+                new = self._cell_fn(tf.transpose(r_rows), tf.transpose(px_rows), None,
+                                    [tf.transpose(s) for s in rest_rows], list(weights), _Dots(()))
+                return [tf.transpose(s) for s in new]
+            if self.jit_compile:
+                row_step = tf.function(row_step, jit_compile=True, autograph=False,
+                                       reduce_retracing=True)
+            self._compiled_row_step = row_step
+        return self._compiled_row_step
 
     def step(self, projected_input, state, constants=None):
         """One inference step (no dropout).
@@ -240,14 +270,12 @@ class FusedRecurrentCell(keras.layers.Layer):
         """
         if constants is None:
             constants = self.step_constants()
-        w_rec_t, weights = constants[0], list(constants[1:])
-        state = [_columns(tf.convert_to_tensor(s, self.compute_dtype)) for s in state]
-        r = tf.matmul(w_rec_t, state[0])
-        new_state, _ = self._step_fns().forward(
-            r, _columns(tf.convert_to_tensor(projected_input, self.compute_dtype)), None,
-            state[1:], weights)
-        new_state = [_columns(s) for s in new_state]
-        return new_state[0], new_state
+        w_rec, weights = constants[0], list(constants[1:])
+        state = [tf.convert_to_tensor(s, self.compute_dtype) for s in state]
+        r = tf.cast(tf.matmul(tf.cast(state[0], w_rec.dtype), w_rec), state[0].dtype)  # [B, G]
+        new_state = self._row_step_fn()(
+            r, tf.convert_to_tensor(projected_input, self.compute_dtype), state[1:], weights)
+        return new_state[0], list(new_state)
 
     def dropout_masks(self, steps, batch_size, training):
         """Candidate-dropout masks ``[T, N, B]`` scaled by 1/keep, or None when not dropping."""
@@ -276,7 +304,7 @@ class FusedRecurrentCell(keras.layers.Layer):
         initial_state = [tf.convert_to_tensor(s, self.compute_dtype) for s in initial_state]
         return fused_recurrence(self._step_fns(), px, mask,
                                 tf.convert_to_tensor(self.recurrent_kernel), initial_state,
-                                self._cell_weights())
+                                self._cell_weights(), matmul_dtype=self._matmul_tf_dtype)
 
     def call(self, inputs, initial_state=None, training=None):
         inputs = tf.convert_to_tensor(inputs, self.compute_dtype)
@@ -403,27 +431,29 @@ def _rows(seq):
 WEIGHT_GRAD_CHUNK = 50  # time steps per matmul of the hoisted dW_rec (K = 50 B rows)
 
 
-def _outer_sum_over_time(read_dr, h_cols, dr_0, h0_rows, steps):
+def _outer_sum_over_time(read_dr, h_cols, dr_0, h0_rows, steps, matmul_dtype=tf.float32):
     """``dW_rec = sum_t h_{t-1} dr_t^T`` ``[N, G]`` from feature-major sequences.
 
     ``read_dr(indices) -> [k, G, B]``, ``h_cols [T, N, B]``, ``dr_0 [G, B]``, ``h0_rows [B, N]``.
     Accumulated over chunks of ``WEIGHT_GRAD_CHUNK`` steps, each one ``[G, kB] x [kB, N]`` matmul
     on batch-major rows: chunking bounds the transposed copies to one chunk (memory), and the
     ``[G, kB] x [kB, N]`` orientation runs ~1.4x faster than ``[N, kB] x [kB, G]`` in oneDNN at
-    N = 2048 (measured). The result is transposed once at the end.
+    N = 2048 (measured). The result is transposed once at the end. With ``matmul_dtype``
+    bfloat16 each chunk's matmul runs in bfloat16 and the chunks are summed in float32.
     """
     def chunk(start, acc):
         idx = tf.range(start, tf.minimum(start + WEIGHT_GRAD_CHUNK, steps))
         dr_rows = _rows(read_dr(idx))                                   # [kB, G]
         h_rows = _rows(tf.gather(h_cols, idx - 1))                      # [kB, N]: h_{t-1}
-        return start + WEIGHT_GRAD_CHUNK, acc + tf.matmul(dr_rows, h_rows, transpose_a=True)
+        return start + WEIGHT_GRAD_CHUNK, acc + mixed_matmul(dr_rows, h_rows, matmul_dtype,
+                                                             transpose_a=True)
 
-    first = tf.matmul(dr_0, h0_rows)                                    # t = 0: initial h
+    first = mixed_matmul(dr_0, h0_rows, matmul_dtype)                   # t = 0: initial h
     _, acc = tf.while_loop(lambda start, _: start < steps, chunk, (tf.constant(1), first))
     return tf.transpose(acc)
 
 
-def fused_recurrence(step_fns, px, mask, w_rec, initial_state, weights):
+def fused_recurrence(step_fns, px, mask, w_rec, initial_state, weights, matmul_dtype=tf.float32):
     """``state_t = forward(W_rec^T h_{t-1}, px_t, mask_t, state_{t-1}[1:], weights)``, t < T.
 
     Args:
@@ -433,6 +463,9 @@ def fused_recurrence(step_fns, px, mask, w_rec, initial_state, weights):
         w_rec: ``[N, G_rec]`` recurrent kernel.
         initial_state: list of ``[B, s]``, h first.
         weights: list of tensors handed to the step.
+        matmul_dtype: ``tf.float32`` or ``tf.bfloat16``, the operand dtype of the per-step
+            recurrent matmuls (forward ``W^T h`` and backward ``W dr``) and of the hoisted weight
+            gradients; their results are cast back to float32 (see :func:`mixed_matmul`).
 
     Returns:
         ``(h_seq [T, B, N], final_state)``, ``final_state`` a list of ``[B, s]``. Gradients flow
@@ -450,7 +483,12 @@ def fused_recurrence(step_fns, px, mask, w_rec, initial_state, weights):
         init = [_columns(s) for s in rest[:n_state]]                     # feature-major
         ws = list(rest[n_state:])
         steps = tf.shape(px)[0]
-        w_rec_t = tf.transpose(w_rec)  # [G_rec, N] once: no transpose flag on the loop's MatMul
+        # [G_rec, N] once: no transpose flag on the loop's MatMul; cast once for bfloat16.
+        w_rec_t = tf.cast(tf.transpose(w_rec), matmul_dtype)
+        w_rec_low = tf.cast(w_rec, matmul_dtype)
+
+        def rec_matmul(w, x):
+            return tf.cast(tf.matmul(w, tf.cast(x, matmul_dtype)), px.dtype)
 
         def step_mask(t):
             return mask[t] if has_mask else None
@@ -460,7 +498,7 @@ def fused_recurrence(step_fns, px, mask, w_rec, initial_state, weights):
                                   element_shape=shape)
 
         def forward(t, state, ta_h, ta_rest, ta_r, ta_saved):
-            r = tf.matmul(w_rec_t, state[0])
+            r = rec_matmul(w_rec_t, state[0])
             new, saved = forward_fn(r, px[t], step_mask(t), state[1:], ws)
             ta_rest = [ta.write(t, s) for ta, s in zip(ta_rest, new[1:])]
             ta_saved = [ta.write(t, s) for ta, s in zip(ta_saved, saved)]
@@ -496,7 +534,8 @@ def fused_recurrence(step_fns, px, mask, w_rec, initial_state, weights):
                 d_ws = [a + d_ws_t[i] for a, i in zip(d_ws, per_step)]
                 ta_dy = [ta.write(t, g) for ta, g in zip(ta_dy, dy)]
                 ta_x = [ta.write(t, x) for ta, x in zip(ta_x, x_in)]
-                return t - 1, tf.matmul(w_rec, dr), list(d_prev), d_ws, ta_dr, ta_dpx, ta_dy, ta_x
+                return (t - 1, rec_matmul(w_rec_low, dr), list(d_prev), d_ws, ta_dr, ta_dpx,
+                        ta_dy, ta_x)
 
             _, dh0, d_rest0, d_ws, ta_dr, ta_dpx, ta_dy, ta_x = tf.while_loop(
                 lambda t, *_: t >= 0, backward,
@@ -510,13 +549,15 @@ def fused_recurrence(step_fns, px, mask, w_rec, initial_state, weights):
             else:
                 d_px = ta_dpx.stack()
                 read_dr = ta_dr.gather                                   # no [T, G, B] copy
-            d_w_rec = _outer_sum_over_time(read_dr, h_cols, ta_dr.read(0), rest[0], steps)
+            d_w_rec = _outer_sum_over_time(read_dr, h_cols, ta_dr.read(0), rest[0], steps,
+                                           matmul_dtype)
             d_weights = [None] * len(ws)
             for i, g in zip(per_step, d_ws):
                 d_weights[i] = g
             for (_, i), ta_g, ta_in in zip(hoisted, ta_dy, ta_x):
                 d_weights[i] = tf.ensure_shape(
-                    tf.matmul(_rows(ta_g.stack()), _rows(ta_in.stack()), transpose_a=True),
+                    mixed_matmul(_rows(ta_g.stack()), _rows(ta_in.stack()), matmul_dtype,
+                                 transpose_a=True),
                     ws[i].shape)
             d_init = [_columns(dh0)] + [_columns(g) for g in d_rest0]
             return [d_px, None, d_w_rec, *d_init, *d_weights]

@@ -5,6 +5,8 @@ import collections
 import keras
 import tensorflow as tf
 
+from sketchtk.layers.precision import check_matmul_dtype, mixed_matmul
+
 MixtureParams = collections.namedtuple(
     "MixtureParams",
     ["pen_logits", "pi_logits", "mu_x", "mu_y", "log_sigma_x", "log_sigma_y", "rho"])
@@ -45,6 +47,7 @@ class MixtureDensityHead(keras.layers.Layer):
     Args:
         num_mixture: int, number M of bivariate Gaussian components (20).
         kernel_initializer: initializer of the ``[N, 6M + 3]`` kernel (Glorot-uniform).
+        matmul_dtype: "float32" or "bfloat16" operands of the matmul (the output is float32).
 
     Call arguments:
         inputs: float ``[..., N]`` decoder outputs.
@@ -62,8 +65,11 @@ class MixtureDensityHead(keras.layers.Layer):
         Neural Networks", 2013, eqs. 18-25; Ha & Eck, ICLR 2018, section 3.2.
     """
 
-    def __init__(self, num_mixture=20, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(self, num_mixture=20, kernel_initializer="glorot_uniform", matmul_dtype="float32",
+                 **kwargs):
         super().__init__(**kwargs)
+        self.matmul_dtype = matmul_dtype
+        self._matmul_tf_dtype = check_matmul_dtype(matmul_dtype)
         self.num_mixture = int(num_mixture)
         if self.num_mixture < 1:
             raise ValueError(f"num_mixture must be >= 1, got {num_mixture!r}")
@@ -82,7 +88,8 @@ class MixtureDensityHead(keras.layers.Layer):
     def call(self, inputs):
         inputs = tf.convert_to_tensor(inputs, self.compute_dtype)
         flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
-        out = tf.matmul(flat, tf.convert_to_tensor(self.kernel)) + tf.convert_to_tensor(self.bias)
+        out = (mixed_matmul(flat, tf.convert_to_tensor(self.kernel), self._matmul_tf_dtype)
+               + tf.convert_to_tensor(self.bias))
         return tf.reshape(out, tf.concat([tf.shape(inputs)[:-1], [self.output_size]], 0))
 
     def compute_output_shape(self, input_shape):
@@ -91,5 +98,6 @@ class MixtureDensityHead(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(num_mixture=self.num_mixture,
-                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                      matmul_dtype=self.matmul_dtype)
         return config

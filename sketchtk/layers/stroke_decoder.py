@@ -55,6 +55,9 @@ class StrokeDecoder(keras.layers.Layer):
         jit_compile: bool, XLA for the elementwise part of each step (True; see
             ``FusedRecurrentCell``).
         seed: optional int seed of the dropout masks.
+        matmul_dtype: "float32" (default) or "bfloat16": mixed precision for the recurrent
+            matmuls and the head's matmul (``hparams.precision=mixed_bfloat16``); weights,
+            states and the returned mixture parameters stay float32.
 
     Call arguments:
         inputs: float ``[B, T, 5]`` stroke-5 rows fed to the decoder (start token first).
@@ -80,9 +83,10 @@ class StrokeDecoder(keras.layers.Layer):
     def __init__(self, dec_model="hyper", units=512, num_mixture=20, z_size=128,
                  recurrent_dropout_prob=0.9, use_recurrent_dropout=True, hyper_num_units=256,
                  hyper_embedding_size=32, forget_bias=1.0, state_init="he_normal",
-                 jit_compile=True, seed=None, **kwargs):
+                 jit_compile=True, seed=None, matmul_dtype="float32", **kwargs):
         super().__init__(**kwargs)
         self.dec_model = dec_model
+        self.matmul_dtype = matmul_dtype
         self.units = int(units)
         self.num_mixture = int(num_mixture)
         self.z_size = int(z_size)
@@ -102,14 +106,15 @@ class StrokeDecoder(keras.layers.Layer):
                               forget_bias=self.forget_bias,
                               use_recurrent_dropout=self.use_recurrent_dropout,
                               recurrent_dropout_prob=self.recurrent_dropout_prob,
-                              jit_compile=self.jit_compile, seed=seed, name="cell")
+                              jit_compile=self.jit_compile, seed=seed,
+                              matmul_dtype=matmul_dtype, name="cell")
         self.state_init = keras.layers.Dense(
             sum(self.cell.state_size), activation="tanh",
             kernel_initializer=keras.initializers.RandomNormal(
                 stddev=_STATE_INIT_STDDEV[state_init](self.z_size),
                 seed=None if seed is None else int(seed) + 7),
             name="state_init")
-        self.head = MixtureDensityHead(self.num_mixture, name="mdn")
+        self.head = MixtureDensityHead(self.num_mixture, matmul_dtype=matmul_dtype, name="mdn")
 
     def build(self, inputs_shape, z_shape=None):
         if inputs_shape[-1] != 5:
@@ -182,5 +187,6 @@ class StrokeDecoder(keras.layers.Layer):
                       hyper_num_units=self.hyper_num_units,
                       hyper_embedding_size=self.hyper_embedding_size,
                       forget_bias=self.forget_bias, state_init=self.state_init_name,
-                      jit_compile=self.jit_compile, seed=self.seed)
+                      jit_compile=self.jit_compile, seed=self.seed,
+                      matmul_dtype=self.matmul_dtype)
         return config

@@ -18,6 +18,7 @@ from sketchtk.config import HParams
 from sketchtk.layers.cnn_encoder import DilatedCNNEncoder
 from sketchtk.layers.deconv_decoder import DeconvDecoder
 from sketchtk.layers.gmm_latent import GMMLatent
+from sketchtk.layers.precision import matmul_dtype_for
 from sketchtk.layers.rnn_encoder import BiLSTMEncoder
 from sketchtk.layers.stroke_decoder import StrokeDecoder
 from sketchtk.losses import latent as latent_losses
@@ -92,7 +93,8 @@ class SketchVAE(keras.Model):
             z_size=hp.z_size, use_recurrent_dropout=hp.use_recurrent_dropout,
             recurrent_dropout_prob=hp.recurrent_dropout_prob,
             hyper_num_units=hp.hyper_num_units, hyper_embedding_size=hp.hyper_embedding_size,
-            state_init=hp.dec_state_init, seed=hp.seed, name="decoder")
+            state_init=hp.dec_state_init, seed=hp.seed,
+            matmul_dtype=matmul_dtype_for(hp.precision), name="decoder")
         self.noise = keras.random.SeedGenerator(hp.seed + 11)
         self.val_trackers = {k: keras.metrics.Mean(name=k) for k in _TRACKED}
 
@@ -148,6 +150,12 @@ class SketchVAE(keras.Model):
             strokes[:, 1:], params, mask_padding=not training,
             reduction="mean" if hp.loss_convention == "magenta" else "sum",
             offset_nll_mode=hp.offset_nll)
+        if hp.loss_convention == "magenta":
+            # "mean" divides by the batch's steps; a batch cut to its length bucket
+            # (hparams.length_buckets) keeps magenta's 1 / max_seq_len weight per step.
+            time_scale = tf.cast(tf.shape(strokes)[1] - 1, recon.dtype) / self.max_seq_len
+            recon, offset_nll, pen_xent = recon * time_scale, offset_nll * time_scale, \
+                pen_xent * time_scale
         klw = latent_losses.kl_weight(step, hp.kl_weight_start, hp.kl_decay_rate, hp.kl_weight)
         out = {"recon": recon, "offset_nll": offset_nll, "pen_xent": pen_xent, "klw": klw}
         new_state = None

@@ -401,7 +401,30 @@ def _cairo_batches(sketches, width, batch_size, margin, workers):
             pool.shutdown(cancel_futures=True)
 
 
-_RENDERERS = {"fast": _fast_batches, "cairo": _cairo_batches}
+def _cairo_direct_batches(sketches, width, batch_size, margin, workers):
+    """Yield uint8 ``[b, W, W]`` batches of ``svg.CairoDirectRenderer`` (cairosvg's pixels).
+
+    ``workers`` threads (``None``: one per core), each with its own cairo surface: cairocffi
+    releases the GIL inside cairo's calls, so the strokes of two batches are drawn at once.
+    """
+    threads = workers or os.cpu_count() or 1
+    local = __import__("threading").local()
+
+    def work(begin):
+        if not hasattr(local, "renderer"):
+            local.renderer = svg.CairoDirectRenderer(width, margin=margin)
+        return local.renderer.render_many(sketches[begin:begin + batch_size])
+
+    if threads <= 1:
+        for begin in range(0, len(sketches), batch_size):
+            yield work(begin)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        yield from pool.map(work, range(0, len(sketches), batch_size))
+
+
+_RENDERERS = {"fast": _fast_batches, "cairo": _cairo_batches,
+              "cairo_direct": _cairo_direct_batches}
 RENDERERS = tuple(_RENDERERS)
 
 
@@ -431,12 +454,14 @@ def render_sketches(sketches, width=DEFAULT_WIDTH, renderer="fast", batch_size=2
     Args:
       sketches: sequence of ``[N_i, 3]`` arrays ``(dx, dy, p)`` (int16 from ``.npz`` or float).
       width: image side in pixels.
-      renderer: ``"fast"`` (:func:`render_batch`, XLA-compiled TF ops, batched) or ``"cairo"``
-        (svgwrite + cairosvg per sketch, the reference path).
+      renderer: ``"fast"`` (:func:`render_batch`, XLA-compiled TF ops, batched), ``"cairo"``
+        (svgwrite + cairosvg per sketch, the reference path) or ``"cairo_direct"`` (the same
+        pixels drawn through cairo's API, ``svg.CairoDirectRenderer``, a thread per core).
       batch_size: sketches per ``render_batch`` call (fast) or per yielded block (cairo).
       margin: free border in px on the long axis.
-      workers: fast: threads (``None``: one per core); cairo: worker processes (``None``: one per
-        core for 20000 sketches or more, else none: spawned workers take seconds to start).
+      workers: fast and cairo_direct: threads (``None``: one per core); cairo: worker processes
+        (``None``: one per core for 20000 sketches or more, else none: spawned workers take
+        seconds to start).
 
     Returns:
       uint8 ``[N, width, width]``, black strokes on white.

@@ -59,7 +59,8 @@ def run_seq2png(input_dir, output_dir, categories, png_width=48, renderer="fast"
         written atomically, so an interrupted run leaves no partial output.
       categories: category names, or flag values in any form :func:`parse_categories` accepts.
       png_width: image side in pixels.
-      renderer: ``"fast"`` (TF/XLA) or ``"cairo"`` (svgwrite + cairosvg, the reference path).
+      renderer: ``"fast"`` (TF/XLA), ``"cairo"`` (svgwrite + cairosvg, the reference path) or
+        ``"cairo_direct"`` (cairo's pixels without SVG, see ``raster.render_sketches``).
 
     Returns:
       ``{category: {split: number of images}}``.

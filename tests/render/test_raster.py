@@ -115,7 +115,7 @@ def test_render_sketches_batching_does_not_change_images(sheep, sheep_fast):
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match=r"allowed: \['cairo', 'fast'\]"):
+    with pytest.raises(ValueError, match=r"allowed: \['cairo', 'cairo_direct', 'fast'\]"):
         raster.render_sketches([TINY["horizontal"]], renderer="pil")
     with pytest.raises(ValueError, match="batch_size"):
         raster.render_sketches([TINY["horizontal"]], batch_size=0)
