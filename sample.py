@@ -29,7 +29,9 @@ flags.DEFINE_integer("batch_size", 100, "Sketches decoded at once (>= 1).")
 flags.DEFINE_list("interpolate", None, "Two pooled test indices A,B: a latent interpolation row.")
 flags.DEFINE_boolean("write_files", True, "Write per-sample svg/png/npy files.")
 # stroke_diffusion runs (model=stroke_diffusion); --conditional=True means class-conditional there
-flags.DEFINE_enum("sampler", "ddpm", ["ddpm", "ddim"], "Diffusion: the reverse-process sampler.")
+flags.DEFINE_enum("sampler", "ddpm", ["ddpm", "ddim", "shortcut"],
+                  "Diffusion: the reverse-process sampler (shortcut: r-Shortcut, needs "
+                  "--shortcut_regressor).")
 flags.DEFINE_integer("steps", None, "Diffusion: sampling steps (default: all T; fewer = respaced).")
 flags.DEFINE_float("eta", 0.0, "Diffusion, DDIM: the noise eta (0 = deterministic, 1 = DDPM).")
 flags.DEFINE_float("variance_strength", 1.0, "Diffusion, DDPM: ChiroDiff's s (sigma = s * "
@@ -38,6 +40,32 @@ flags.DEFINE_float("guidance", 1.0, "Diffusion, class-conditional: classifier-fr
                    "scale (0 = unconditional, 1 = conditional, > 1 = stronger class).")
 flags.DEFINE_boolean("show_process", False, "Diffusion: also write process.png (x_t along the "
                      "reverse process) and process.gif.")
+# diffusion applications (sketchtk.sampling.diffusion_apps); a SOURCE is test:K (or K), or a .npy
+flags.DEFINE_string("vectorise_from", None, "Diffusion, cond_encoder=pointcloud: a SOURCE whose "
+                    "points (shuffled) are vectorised into strokes (.npy [N, 2] = a point set).")
+flags.DEFINE_string("abstract_from", None, "Diffusion, cond_encoder=sketch: a SOURCE sketch "
+                    "redrawn from its RDP simplification (see --rdp_epsilon).")
+flags.DEFINE_list("rdp_epsilon", ["0", "0.05", "0.15"], "Abstraction: RDP tolerances (fractions "
+                  "of the sketch's radius), one row each.")
+flags.DEFINE_list("heal_from", None, "Diffusion: SOURCE sketches to corrupt and heal.")
+flags.DEFINE_list("heal_t", ["0", "10", "30"], "Healing: steps T (noise to t = T - 1, denoise back).")
+flags.DEFINE_list("corrupt", ["noise"], "Healing: corruptions, from noise, jitter, drop.")
+flags.DEFINE_float("corrupt_strength", 0.05, "Healing: noise / jitter std, fraction of the radius.")
+flags.DEFINE_list("mix", None, "Diffusion: two SOURCE sketches A,B: a row between their DDIM "
+                  "inversions (noise slerp, conditioning mix).")
+flags.DEFINE_integer("mix_steps", 7, "Mixing: sketches in the row (the ends included).")
+flags.DEFINE_enum("mix_what", "both", ["both", "noise", "cond"], "Mixing: what is interpolated.")
+flags.DEFINE_integer("invert", None, "Diffusion: DDIM round trip of the first N test sketches.")
+flags.DEFINE_integer("app_samples", 5, "Vectorisation / abstraction: samples per condition.")
+flags.DEFINE_string("shortcut_regressor", None, "--sampler=shortcut: the regressor .keras file "
+                    "(trained there first when missing and --classifier_dir is given).")
+flags.DEFINE_string("classifier_dir", None, "--sampler=shortcut: the Sketch-a-Net run whose "
+                    "confidence the regressor learns.")
+flags.DEFINE_float("shortcut_threshold", 0.9, "r-Shortcut: stop once the predicted "
+                   "recognisability reaches this.")
+flags.DEFINE_integer("shortcut_min_steps", 1, "r-Shortcut: denoiser calls before a stop.")
+flags.DEFINE_enum("shortcut_base", "ddpm", ["ddpm", "ddim"], "r-Shortcut: the plain sampler "
+                  "underneath (--steps of it).")
 FLAGS = flags.FLAGS
 
 
@@ -67,6 +95,10 @@ def main(argv):
     cli.check_run_dir("model_dir", FLAGS.model_dir)
     cli.check_dir("data_dir", FLAGS.data_dir)
     cli.check_dir("output_dir", FLAGS.output_dir, must_exist=False)
+    from sketchtk.sampling import diffusion_apps
+    if diffusion_apps.requested(FLAGS):  # vectorise / abstract / heal / mix / invert / shortcut
+        diffusion_apps.run_from_flags(FLAGS)
+        return
     from sketchtk.sampling.generate import run_sampling
     run_sampling(FLAGS.model_dir, FLAGS.output_dir, FLAGS.num_per_category, FLAGS.conditional,
                  FLAGS.data_dir, FLAGS.temperature, FLAGS.component, FLAGS.seed,

@@ -25,6 +25,7 @@ DEC_STATE_INITS = ("he_normal", "small_normal")
 PEN_MODES = ("head", "channel")
 TIME_EMBEDDINGS = ("fourier", "sinusoidal")
 SAMPLE_XLA = ("auto", "on", "off")  # StrokeDiffusion.sample_xla
+COND_ENCODERS = ("none", "pointcloud", "sketch")  # sketchtk.layers.cond_encoders
 PROCESSES = ("gaussian", "star", "spd")  # sketchtk.diffusion: process, star, spd
 STAR_POSITIONS = ("gaussian", "beta")  # the star-shaped family of the (x, y) channels
 STAR_LOSSES = ("kl", "kl_rescaled")
@@ -121,6 +122,8 @@ class HParams:
     resample_spacing: float = 0.0  # arc-length resampling, fraction of the radius; 0 = off (ChiroDiff 0.05)
     rdp_epsilon: float = 0.0  # RDP after resampling, fraction of the radius; 0 = off
     sample_xla: str = "auto"  # XLA-compile the reverse loop: auto (bi-GRU only) | on | off
+    cond_encoder: str = "none"  # none | pointcloud (set encoder: vectorisation) | sketch (self: abstraction)
+    cond_encoder_units: int = 64  # width of the conditioning encoder (its vector has cond_dim entries)
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
     star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1))
     star_loss: str = "kl_rescaled"  # star: kl | kl_rescaled (Beta KL / nu, Gaussian x0-MSE / 2)
@@ -147,7 +150,7 @@ class HParams:
         for key, allowed in (("denoiser", DENOISERS), ("representation", REPRESENTATIONS),
                              ("schedule", SCHEDULES), ("parametrisation", PARAMETRISATIONS),
                              ("pen_mode", PEN_MODES), ("time_embedding", TIME_EMBEDDINGS),
-                             ("process", PROCESSES),
+                             ("cond_encoder", COND_ENCODERS), ("process", PROCESSES),
                              ("star_positions", STAR_POSITIONS), ("star_loss", STAR_LOSSES),
                              ("sample_xla", SAMPLE_XLA)):
             if getattr(self, key) not in allowed:
@@ -161,7 +164,7 @@ class HParams:
                     "png_width", "num_per_category", "mdn_components", "save_every", "rpcl_every",
                     "early_stop_patience", "log_every", "hyper_num_units", "enc_rnn_size",
                     "denoiser_units", "denoiser_layers", "denoiser_heads", "diffusion_steps",
-                    "cond_dim"):
+                    "cond_dim", "cond_encoder_units"):
             if getattr(self, key) < 1:
                 bad(key, "must be >= 1")
         for key in ("recurrent_dropout_prob", "input_dropout_prob", "output_dropout_prob"):
@@ -184,12 +187,12 @@ class HParams:
             bad("denoiser_layers", "unet1d has at most 3 levels (lengths are padded to 8)")
         if not 0.0 < self.png_scale_ratio <= 1.0:
             bad("png_scale_ratio", "must be in (0, 1]")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"unknown value; choose one of {list(PRECISIONS)}")
         if self.star_stat_batches < 1 or self.star_beta_range <= 0:
             bad("star_stat_batches", "star_stat_batches must be >= 1 and star_beta_range > 0")
         if self.spd_c1 <= 0 or self.spd_c2 <= 0 or self.spd_m <= 0:
             bad("spd_c1", "the spectrum S0 = c1 / (c2 + |f|)^m needs c1 > 0, c2 > 0, m > 0")
-        if self.precision not in PRECISIONS:
-            bad("precision", f"unknown value; choose one of {list(PRECISIONS)}")
         if self.length_buckets < 0:
             bad("length_buckets", "must be >= 0 (0 = pad every batch to max_seq_len)")
         if self.max_seq_len == 0 or self.max_seq_len < -1:

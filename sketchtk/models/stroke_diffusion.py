@@ -31,6 +31,7 @@ from sketchtk.data.point_sequences import LengthModel, PointStats, from_points, 
 from sketchtk.diffusion import guidance as cfg
 from sketchtk.diffusion.process import GaussianProcess
 from sketchtk.diffusion.samplers import ReverseSampler, sampling_timesteps
+from sketchtk.layers.cond_encoders import make_cond_encoder
 from sketchtk.layers.denoisers import make_denoiser
 # the same replica-reduction shim as the VAE (one implementation)
 from sketchtk.models.sketch_vae import _for_keras_reduction
@@ -99,6 +100,10 @@ class StrokeDiffusion(keras.Model):
             # one extra row: the "no label" of classifier-free guidance
             self.class_embedding = keras.layers.Embedding(self.num_classes + 1, hp.cond_dim,
                                                           name="class_embedding")
+        self.cond_encoder = None  # cond_encoder=pointcloud|sketch (sketchtk.layers.cond_encoders)
+        if hp.cond_encoder != "none":
+            self.cond_encoder = make_cond_encoder(hp.cond_encoder, hp.cond_dim,
+                                                  hp.cond_encoder_units, hp.seed)
         self.noise = keras.random.SeedGenerator(hp.seed + 23)
         self._mean = tf.constant(self.point_stats.mean, tf.float32)
         self._std = tf.constant(self.point_stats.std, tf.float32)
@@ -133,7 +138,36 @@ class StrokeDiffusion(keras.Model):
             other = tf.concat([tf.zeros_like(xy[:, :1]), xy[:, 1:] - xy[:, :-1]], axis=1)
         return tf.concat([x, other * mask[..., None]], axis=-1)
 
-    def denoise(self, x_t, t, mask, labels=None, guidance=1.0, training=False):
+    def condition_vector(self, labels, points, mask, training=False):
+        """The denoiser's conditioning vector ``[B, D]`` of a batch: the class embedding
+        (``labels`` None = the null label) and / or the conditioning encoder's vector of the
+        sketches ``points`` ``[B, L, 3]`` (data units); None for an unconditional model.
+
+        ``cond_encoder=pointcloud`` sees only the (x, y) positions as a set, centred on their mean
+        (an unordered point set has no first point); ``sketch`` sees the normalised sequence.
+        """
+        parts = []
+        if self.class_embedding is not None:
+            lab = (tf.fill([tf.shape(points)[0]], self.null_label) if labels is None
+                   else tf.cast(labels, tf.int32))
+            parts.append(self.class_embedding(lab))
+        if self.cond_encoder is not None:
+            points, mask = tf.cast(points, tf.float32), tf.cast(mask, tf.float32)
+            if self.hparams.cond_encoder == "pointcloud":
+                xy = points[..., :2] * mask[..., None]
+                if self.hparams.representation == "delta":
+                    xy = tf.cumsum(xy, axis=1)
+                centre = tf.reduce_sum(xy * mask[..., None], 1, keepdims=True) / tf.maximum(
+                    tf.reduce_sum(mask, 1)[:, None, None], 1.0)
+                feats = (xy - centre) * mask[..., None]
+            else:
+                feats = self.normalise(points, mask)
+            parts.append(self.cond_encoder(feats, mask, training=training))
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
+
+    def denoise(self, x_t, t, mask, labels=None, guidance=1.0, training=False, cond_vector=None):
         """Network output ``[B, L, C]`` and pen logits ``[B, L, 2]`` (``[B, L, 0]`` without a head).
 
         With a class-conditional model and ``labels``, the output is classifier-free guided:
@@ -141,6 +175,13 @@ class StrokeDiffusion(keras.Model):
         """
         t_norm = (tf.cast(t, tf.float32) + 1.0) / float(self.process.num_steps)
         feats = self.features(x_t, mask)
+        if cond_vector is not None:  # a given conditioning vector (condition_vector) replaces labels
+            y = self.denoiser(feats, t_norm, mask, cond_vector, training=training)
+            return y[..., :self.channels], y[..., self.channels:]
+        if self.cond_encoder is not None:
+            raise ValueError(f"a cond_encoder={self.hparams.cond_encoder} model needs a conditioning "
+                             "vector (condition_vector) at every call; see sketchtk.sampling."
+                             "diffusion_apps")
 
         def run(lab, f=feats, tn=t_norm, m=mask):
             cond = None if self.class_embedding is None else self.class_embedding(lab)
@@ -198,7 +239,11 @@ class StrokeDiffusion(keras.Model):
             if training and self.hparams.cfg_drop_prob > 0:
                 labels = tf.where(coin < self.hparams.cfg_drop_prob,
                                   tf.fill(tf.shape(labels), self.null_label), labels)
-        out, pen_logits = self.denoise(x_t, t, mask, labels, training=training)
+        cond_vector = None
+        if self.cond_encoder is not None:  # trained with the denoiser (ChiroDiff main.py:369-375)
+            cond_vector = self.condition_vector(labels, batch["points"], mask, training=training)
+        out, pen_logits = self.denoise(x_t, t, mask, labels, training=training,
+                                       cond_vector=cond_vector)
         if self.star is not None:
             return self.star.losses(out, pen_logits, x0, t, mask)
         diffusion_loss = tf.reduce_mean(self.process.loss(out, x0, noise, t, mask))

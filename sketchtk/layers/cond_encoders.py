@@ -1,0 +1,153 @@
+"""Conditioning encoders of a stroke-diffusion model: a sketch (or a point set) -> one vector.
+
+Both follow ChiroDiff (``models/score.py:153-237``, ALGORITHMS.md 4): the vector is fed to the
+denoiser at every point next to the time embedding (``per_point_context``), and both end in a
+``tanh`` projection (ChiroDiff's ``latent_proj``). They are trained with the denoiser.
+
+- ``SetEncoder`` (``cond_encoder=pointcloud``): a transformer encoder *without* positional encoding
+  over the unordered 2-D points plus one extra "feature token", whose output is the vector
+  (ChiroDiff ``TransformerSetFeature``: an extra ``[0, 0, 1]`` token, ``trans_out[:, 0]``). Masked
+  attention and no position information make it invariant to any permutation of the real points.
+- ``SequenceEncoder`` (``cond_encoder=sketch``): bidirectional GRUs over the sketch's own point
+  sequence; the forward direction's state at the last real point and the backward direction's state
+  at the first point are concatenated (ChiroDiff ``BiRNNEncoderFeature``).
+
+ChiroDiff's optional VAE bottleneck (``vae_weight``) is not implemented (its default is 0).
+"""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="sketchtk")
+class SetEncoder(keras.layers.Layer):
+    """Permutation-invariant attention encoder of a point set.
+
+    Args:
+      dim: output vector size.
+      units: model width.
+      num_layers: encoder blocks (post-norm, feed-forward ``2 units``, SiLU).
+      num_heads: attention heads (``units`` divisible by it).
+
+    Call arguments:
+      points: ``[B, L, F]`` point features (e.g. absolute x, y), any order.
+      point_mask: ``[B, L]`` (1 = a real point).
+
+    Returns:
+      ``[B, dim]`` in ``(-1, 1)``.
+
+    Reference:
+      Das et al., ChiroDiff, ICLR 2023 (``models/score.py:153-193``); Lee et al., Set Transformer,
+      ICML 2019.
+    """
+
+    def __init__(self, dim=32, units=64, num_layers=2, num_heads=4, **kwargs):
+        super().__init__(**kwargs)
+        if units % num_heads:
+            raise ValueError(f"units={units} must be divisible by num_heads={num_heads}")
+        self.dim, self.units = int(dim), int(units)
+        self.num_layers, self.num_heads = int(num_layers), int(num_heads)
+        self.embed = keras.layers.Dense(self.units, name="embed")
+        self.blocks = [{
+            "attn": keras.layers.MultiHeadAttention(self.num_heads, self.units // self.num_heads,
+                                                    name=f"attn_{i}"),
+            "norm1": keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm1_{i}"),
+            "ff1": keras.layers.Dense(2 * self.units, activation="silu", name=f"ff1_{i}"),
+            "ff2": keras.layers.Dense(self.units, name=f"ff2_{i}"),
+            "norm2": keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm2_{i}"),
+        } for i in range(self.num_layers)]
+        self.out = keras.layers.Dense(self.dim, activation="tanh", name="latent_proj")
+
+    def build(self, points_shape, point_mask_shape=None):
+        # one extra input feature flags the feature token (ChiroDiff's third coordinate)
+        self.embed.build((None, None, int(points_shape[-1]) + 1))
+        seq = (None, None, self.units)
+        for b in self.blocks:
+            b["attn"].build(seq, seq)
+            b["norm1"].build(seq)
+            b["ff1"].build(seq)
+            b["ff2"].build((None, None, 2 * self.units))
+            b["norm2"].build(seq)
+        self.out.build((None, self.units))
+        self.built = True
+
+    def call(self, points, point_mask, training=False):
+        points = tf.cast(points, self.compute_dtype)
+        batch = tf.shape(points)[0]
+        feat = int(points.shape[-1])
+        token = tf.tile(tf.concat([tf.zeros([1, 1, feat], points.dtype),
+                                   tf.ones([1, 1, 1], points.dtype)], -1), [batch, 1, 1])
+        x = tf.concat([token, tf.concat([points, tf.zeros_like(points[..., :1])], -1)], axis=1)
+        keys = tf.concat([tf.ones([batch, 1], tf.bool), tf.cast(point_mask, tf.bool)], axis=1)
+        attention_mask = tf.logical_and(keys[:, None, :], tf.ones_like(keys)[:, :, None])
+        h = self.embed(x)
+        for b in self.blocks:
+            h = b["norm1"](h + b["attn"](h, h, attention_mask=attention_mask, training=training))
+            h = b["norm2"](h + b["ff2"](b["ff1"](h)))
+        return self.out(h[:, 0])
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "units": self.units,
+                "num_layers": self.num_layers, "num_heads": self.num_heads}
+
+
+@keras.saving.register_keras_serializable(package="sketchtk")
+class SequenceEncoder(keras.layers.Layer):
+    """Bidirectional-GRU encoder of a point sequence (the sketch itself).
+
+    Args:
+      dim: output vector size. units: GRU units per direction. num_layers: stacked layers.
+
+    Call arguments:
+      points: ``[B, L, F]`` point features in drawing order. point_mask: ``[B, L]`` (1 = real,
+        a prefix of each row).
+
+    Returns:
+      ``[B, dim]`` in ``(-1, 1)``.
+
+    Reference:
+      Das et al., ChiroDiff, ICLR 2023 (``models/score.py:196-237``).
+    """
+
+    def __init__(self, dim=32, units=64, num_layers=1, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.units, self.num_layers, self.seed = int(dim), int(units), int(num_layers), int(seed)
+        self.rnns = [keras.layers.Bidirectional(
+            keras.layers.GRU(self.units, return_sequences=True, seed=self.seed + i),
+            name=f"bigru_{i}") for i in range(self.num_layers)]
+        self.out = keras.layers.Dense(self.dim, activation="tanh", name="latent_proj")
+
+    def build(self, points_shape, point_mask_shape=None):
+        width = int(points_shape[-1])
+        for rnn in self.rnns:
+            rnn.build((None, None, width))
+            width = 2 * self.units
+        self.out.build((None, 2 * self.units))
+        self.built = True
+
+    def call(self, points, point_mask, training=False):
+        mask = tf.cast(point_mask, tf.bool)
+        h = tf.cast(points, self.compute_dtype)
+        for rnn in self.rnns:
+            h = rnn(h, mask=mask, training=training)
+        last = tf.maximum(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1) - 1, 0)
+        fwd = tf.gather(h[..., :self.units], last, axis=1, batch_dims=1)
+        bwd = h[:, 0, self.units:]
+        return self.out(tf.concat([fwd, bwd], axis=-1))
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "units": self.units,
+                "num_layers": self.num_layers, "seed": self.seed}
+
+
+COND_ENCODERS = {"pointcloud": SetEncoder, "sketch": SequenceEncoder}
+
+
+def make_cond_encoder(name, dim, units, seed=0):
+    """The encoder for ``cond_encoder=name`` (``pointcloud`` or ``sketch``)."""
+    if name == "pointcloud":
+        return SetEncoder(dim=dim, units=units, num_layers=2, num_heads=4, name="set_encoder")
+    if name == "sketch":
+        return SequenceEncoder(dim=dim, units=units, num_layers=1, seed=seed,
+                               name="sequence_encoder")
+    raise ValueError(f"unknown conditioning encoder {name!r}; choose one of {sorted(COND_ENCODERS)}")

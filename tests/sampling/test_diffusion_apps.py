@@ -1,0 +1,156 @@
+"""Diffusion applications on real drawings with tiny models built here: the conditioning reaches
+the denoiser, healing, mixing, vectorisation / abstraction / inversion jobs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from hparams import get_preset
+from sketchtk.data import point_sequences as ps
+from sketchtk.data.loader import DEFAULT_CATEGORIES, load_sketch_data
+from sketchtk.models.stroke_diffusion import StrokeDiffusion
+from sketchtk.sampling import diffusion_apps as apps
+
+
+@pytest.fixture(scope="module")
+def point_data():
+    return ps.prepare_point_data(load_sketch_data(None, DEFAULT_CATEGORIES), max_points=48)
+
+
+def _loaded(point_data, **changes):
+    hp = get_preset("diffusion_smoke").replace(
+        diffusion_steps=8, denoiser_units=16, denoiser_layers=1, cond_encoder_units=16,
+        **changes)
+    stats = ps.point_data_statistics(point_data, hp.representation)
+    model = StrokeDiffusion(hp, point_data.max_seq_len, stats["point_stats"],
+                            stats["length_model"], DEFAULT_CATEGORIES)
+    model.build_from_batch(model.dummy_batch())
+    splits = {s: point_data[s] for s in ("train", "valid", "test")}
+    return apps.Loaded(model=model, config={"categories": DEFAULT_CATEGORIES,
+                                            "scale_factor": point_data.scale_factor},
+                       splits=splits)
+
+
+@pytest.fixture(scope="module")
+def class_model(point_data):
+    return _loaded(point_data, class_conditional=True)
+
+
+def _two(loaded, a=0, b=3):
+    test = loaded.test
+    rows = [loaded.rows(test.sketches[a]), loaded.rows(test.sketches[b])]
+    points, mask = loaded.batch(rows)
+    return points, mask
+
+
+@pytest.mark.parametrize("encoder", [pytest.param("pointcloud", marks=pytest.mark.slow), "sketch"])
+def test_conditioning_encoder_reaches_the_denoiser_and_is_trained(point_data, encoder):
+    # ChiroDiff's release trains its delta self-conditioned mode unconditionally (ALGORITHMS.md 4)
+    loaded = _loaded(point_data, cond_encoder=encoder)
+    model = loaded.model
+    points, mask = _two(loaded)
+    cond = model.condition_vector(None, points, mask)
+    assert cond.shape == (2, model.hparams.cond_dim)
+    assert np.abs(cond[0] - cond[1]).max() > 1e-3  # two sketches, two conditions
+    x0 = model.normalise(points, mask)
+    x_t = model.process.q_sample(x0, tf.constant([4, 4]), tf.random.stateless_normal(
+        tf.shape(x0), (0, 1))) * mask[..., None]
+    same = tf.stack([cond[0], cond[0]])
+    out_a, _ = model.denoise(x_t, tf.constant([4, 4]), mask, cond_vector=same)
+    out_b, _ = model.denoise(x_t, tf.constant([4, 4]), mask, cond_vector=cond[::-1])
+    assert np.abs((out_a - out_b).numpy()[0] * mask[0, :, None]).max() > 1e-4
+    with pytest.raises(ValueError, match="conditioning vector"):
+        model.denoise(x_t, tf.constant([4, 4]), mask)
+    # the training loss depends on the encoder: its weights get gradients
+    batch = {"points": tf.constant(points), "mask": tf.constant(mask),
+             "labels": tf.zeros([2], tf.int32), "index": tf.zeros([2], tf.int64)}
+    with tf.GradientTape() as tape:
+        loss = model.compute_losses(batch, training=True)["loss"]
+    grads = tape.gradient(loss, model.cond_encoder.trainable_weights)
+    assert grads and all(g is not None for g in grads)
+    assert max(float(tf.reduce_max(tf.abs(g))) for g in grads) > 0
+
+
+def test_point_cloud_condition_ignores_the_order_of_the_points(point_data):
+    loaded = _loaded(point_data, cond_encoder="pointcloud")
+    sketch, points, _ = loaded.source("test:2", "vectorise_from")
+    rows = apps._point_rows(points, "delta")
+    shuffled = apps._point_rows(points[np.random.default_rng(0).permutation(len(points))], "delta")
+    conds = [loaded.condition(None, *loaded.batch([r])) for r in (rows, shuffled,
+                                                                  loaded.rows(sketch))]
+    np.testing.assert_allclose(conds[1], conds[0], atol=1e-4)
+    np.testing.assert_allclose(conds[2], conds[0], atol=1e-4)  # the sketch's own points, a set
+
+
+def test_healing_from_zero_returns_the_input_and_more_steps_change_it_more(class_model):
+    test = class_model.test
+    sketches = [np.asarray(test.sketches[i], np.float32) for i in range(4)]
+    healed = apps.heal_sketches(class_model, sketches, list(test.labels[:4]), [0, 2, 8])
+    for got, want in zip(healed[0], sketches):
+        np.testing.assert_array_equal(got, class_model.in_data_units(want))
+
+    def change(t):
+        return np.mean([np.abs(np.cumsum(h[:, :2], 0) - np.cumsum(
+            class_model.in_data_units(s)[:, :2], 0)).mean() for h, s in zip(healed[t], sketches)])
+    assert 0 < change(2) < change(8)
+    with pytest.raises(ValueError, match="--heal_t=9"):
+        apps.heal_sketches(class_model, sketches, [0] * 4, [9])
+
+
+def test_mixing_ends_reproduce_each_sketchs_own_reconstruction(class_model, tmp_path):
+    row, ends = apps.mix(class_model, "test:0", "test:7", str(tmp_path), num=4)
+    assert len(row) == 4 and os.path.exists(tmp_path / "mix.png")
+    test = class_model.test
+    # the row's ends went through the slerp, the condition mix, the length mix and a batch of 4;
+    # the reconstructions are DDIM from each sketch's own inversion (both sketches in one batch)
+    for end, own, k in ((row[0], ends[0], 0), (row[-1], ends[1], 7)):
+        assert end.shape == own.shape == (len(test.sketches[k]), 3)
+        np.testing.assert_allclose(end, own, atol=1e-3 * np.abs(own[:, :2]).max())
+    assert not np.allclose(row[1][:, :2].sum(0), row[0][:, :2].sum(0))
+
+
+def test_slerp_keeps_the_norm_of_noise():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 500))
+    mid = apps.slerp(a, b, 0.5)
+    assert abs(np.linalg.norm(mid) / np.linalg.norm(a) - 1) < 0.05
+    assert np.linalg.norm(0.5 * (a + b)) < 0.8 * np.linalg.norm(a)  # the linear mix shrinks it
+    np.testing.assert_allclose(apps.slerp(a, b, 0.0), a, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_vectorise_abstract_and_invert_jobs_write_sketches_and_pictures(point_data, tmp_path):
+    cloud = _loaded(point_data, cond_encoder="pointcloud")
+    samples = apps.vectorise(cloud, "test:1", str(tmp_path), num_samples=2, sampler="ddim",
+                             steps=4)
+    n = len(cloud.source("test:1", "vectorise_from")[1])
+    assert [len(s) for s in samples] == [n, n]
+    bundle = np.load(tmp_path / "vectorise.npz", allow_pickle=True)
+    assert len(bundle["strokes"]) == 3 and bundle["points"].shape == (n, 2)
+    with pytest.raises(ValueError, match="cond_encoder=sketch"):
+        apps.abstract(cloud, "test:1", [0.1], str(tmp_path))
+    points = np.random.default_rng(0).uniform(-50, 50, (30, 2))
+    np.save(tmp_path / "cloud.npy", points)
+    assert len(apps.vectorise(cloud, str(tmp_path / "cloud.npy"), str(tmp_path), 1, "ddim",
+                              2)[0]) == 30
+    with pytest.raises(ValueError, match="test split has"):
+        cloud.source("test:9999", "vectorise_from")
+    np.save(tmp_path / "bad.npy", np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="bad.npy"):
+        cloud.source(str(tmp_path / "bad.npy"), "vectorise_from")
+
+    selfcond = _loaded(point_data, cond_encoder="sketch")
+    out = apps.abstract(selfcond, "test:4", [0.0, 0.2], str(tmp_path), num_samples=2,
+                        sampler="ddim", steps=4)
+    assert len(out) == 2 and os.path.exists(tmp_path / "abstract.png")
+    names = list(np.load(tmp_path / "abstract.npz", allow_pickle=True)["names"])
+    full, simple = (int(names[i].split(": ")[1].split()[0]) for i in (0, 3))
+    assert simple < full  # RDP left fewer points in the condition
+
+    report = apps.invert(selfcond, str(tmp_path), num=3, steps=4)
+    saved = json.load(open(tmp_path / "inversion.json"))
+    assert saved["num_sketches"] == 3 and np.isfinite(saved["rms_error_mean"])
+    assert os.path.exists(tmp_path / "inversion.png") and report == saved
