@@ -108,8 +108,10 @@ def _fake_batch(steps, rng):
     return x
 
 
-def make_train_step(name, steps):
-    """``(step() -> loss float, parameter count)`` for one config, weights seeded."""
+def make_train_step(name, steps, profile=False):
+    """``(step() -> loss, parameter count, first loss, forward() -> loss)`` for one config,
+    weights seeded; ``forward`` is the training-mode forward pass and loss alone (no gradient),
+    traced now when ``profile``."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -149,20 +151,28 @@ def make_train_step(name, steps):
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
+    @tf.function
+    def forward_only(strokes, z):
+        params = forward(strokes[:, :-1], z)
+        return reconstruction_loss(strokes[:, 1:], params)[0]
+
     first = float(train_step(strokes, z))
     count = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    return (lambda: float(train_step(strokes, z))), count, first
+    if profile:
+        float(forward_only(strokes, z))
+    return ((lambda: float(train_step(strokes, z))), count, first,
+            (lambda: float(forward_only(strokes, z))))
 
 
-def child_interleaved(names, steps, warmup, rounds):
+def child_interleaved(names, steps, warmup, rounds, profile=False):
     """Build every config, warm up, then ``rounds`` rounds of one timed step per config."""
     probe = make_peak_probe()
-    fns, out = {}, {}
+    fns, forwards, out = {}, {}, {}
     for name in names:
         start = time.perf_counter()
-        fns[name], count, loss = make_train_step(name, steps)
+        fns[name], count, loss, forwards[name] = make_train_step(name, steps, profile)
         out[name] = {"first_step_s": time.perf_counter() - start, "params": count,
-                     "losses": [loss], "times": []}
+                     "losses": [loss], "times": [], "forward_times": []}
     for name in names:
         for _ in range(warmup):
             out[name]["losses"].append(fns[name]())
@@ -173,12 +183,16 @@ def child_interleaved(names, steps, warmup, rounds):
             start = time.perf_counter()
             out[name]["losses"].append(fns[name]())
             out[name]["times"].append(time.perf_counter() - start)
+            if profile:
+                start = time.perf_counter()
+                forwards[name]()
+                out[name]["forward_times"].append(time.perf_counter() - start)
     return {"configs": out, "peaks": peaks, "vm_hwm_bytes": vm_hwm_bytes()}
 
 
 def child_rss(name, steps):
     """Peak RSS of one config alone: build, one warm-up and one timed step."""
-    fn, _, _ = make_train_step(name, steps)
+    fn, _, _, _ = make_train_step(name, steps)
     start = time.perf_counter()
     fn()
     return {"s_per_step": time.perf_counter() - start, "vm_hwm_bytes": vm_hwm_bytes()}
@@ -216,12 +230,15 @@ def summarise(name, result, steps, peaks):
         "fraction_of_step_shape_peak": flops / s_step / 1e9 / limit["lstm512_step"],
         "fraction_of_2048_peak": flops / s_step / 1e9 / limit["2048^3"],
         "s_at_step_shape_peak": flops / 1e9 / limit["lstm512_step"],
+        "forward_s": median(result["forward_times"]) if result["forward_times"] else None,
+        "forward_matmul_s_at_step_shape_peak": flops / 3 / 1e9 / limit["lstm512_step"],
         "params": result["params"],
         "finite_loss": all(v == v and abs(v) != float("inf") for v in result["losses"]),
     }
 
 
 def main():
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="40 decoder steps, 2 rounds")
     parser.add_argument("--paper", action="store_true",
@@ -231,21 +248,25 @@ def main():
     parser.add_argument("--batch", type=int, default=BATCH, help="sketches per step (100)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per config")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds")
+    parser.add_argument("--profile", type=int, default=None,
+                        help="1: also time the forward pass alone each round (default: on except "
+                             "--paper)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = args.steps or (40 if args.quick else 250)
-    global BATCH
     BATCH = args.batch
     if args.child:
         kind, names = args.child.split(":", 1)
         if kind == "rss":
             result = child_rss(names, steps)
         else:
-            result = child_interleaved(names.split(","), steps, args.warmup, args.rounds)
+            result = child_interleaved(names.split(","), steps, args.warmup, args.rounds,
+                                       args.profile)
         print("RESULT " + json.dumps(result), flush=True)
         return
 
     rounds = args.rounds or (2 if args.quick else 3 if args.paper else 7)
+    profile = int(not args.paper) if args.profile is None else args.profile
     if args.configs:
         configs = args.configs.split(",")
     elif args.paper:
@@ -262,7 +283,7 @@ def main():
     load_start = load_average()
     result = _run_child(["--child", "interleaved:" + ",".join(configs), "--steps", str(steps),
                          "--warmup", str(args.warmup), "--rounds", str(rounds),
-                         "--batch", str(BATCH)], timeout=7200)
+                         "--batch", str(BATCH), "--profile", str(profile)], timeout=7200)
     peaks = merge_peaks(result["peaks"])
     rss = None
     if args.paper and "hyper-2048" in configs:
@@ -315,6 +336,18 @@ def main():
         if name in rows:
             print(f"context (constant, not measured here): {label} {seconds} s/step -> "
                   f"{seconds / (rows[name]['s_per_step'] * scale):.2f}x")
+    if profile:
+        print()
+        print("profile (medians): forward = training-mode forward pass + loss alone; backward + "
+              "update = step - forward; 'matmul-bound' = the FLOPs at this run's step-shape rate")
+        print(f"{'config':16s} {'forward s':>10s} {'fwd matmul-bound':>17s} {'backward+update s':>18s}"
+              f" {'bwd matmul-bound':>17s}")
+        for name, r in rows.items():
+            if r["forward_s"] is None:
+                continue
+            bound = r["forward_matmul_s_at_step_shape_peak"]
+            print(f"{name:16s} {r['forward_s']:10.3f} {bound:17.3f} "
+                  f"{r['s_per_step'] - r['forward_s']:18.3f} {2 * bound:17.3f}")
     if rss is not None:
         gb = rss["vm_hwm_bytes"] / 1e9
         goals["hyper-2048-memory"] = {"peak_rss_gb": round(gb, 3), "limit_gb": HYPER_2048_MAX_RSS_GB,
