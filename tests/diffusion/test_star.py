@@ -108,3 +108,14 @@ def test_network_input_is_standardised_positions_and_a_pen_softmax(real_x0):
     np.testing.assert_allclose(inp[..., 2:].sum(-1), 1.0, rtol=1e-5)
     real = inp[..., :2][mask.numpy() > 0]
     assert np.all(np.isfinite(inp)) and np.abs(real).max() < 10.0
+
+
+def test_bad_process_hparams_are_one_line_config_errors():
+    from sketchtk.config import HParams
+    from sketchtk.errors import ConfigError
+    for changes, key in ((dict(process="bogus"), "process"), (dict(star_positions="x"),
+                                                              "star_positions"),
+                         (dict(star_loss="mse"), "star_loss"), (dict(spd_c2=0.0), "spd_c1"),
+                         (dict(star_stat_batches=0), "star_stat_batches")):
+        with pytest.raises(ConfigError, match=f"hparam {key}="):
+            HParams().replace(**changes)
