@@ -11,7 +11,9 @@ cli.quiet_tensorflow()  # before anything imports TensorFlow
 
 from absl import app, flags, logging  # noqa: E402
 
-flags.DEFINE_string("data_dir", None, "Directory of <category>.npz files (default: embedded data).")
+flags.DEFINE_string("data_dir", None, "Directory of <category>.npz files, or of sharded TFRecords "
+                    "with a metadata.json (pack_quickdraw --format=tfrecord; streamed) "
+                    "(default: embedded data).")
 flags.DEFINE_string("log_root", "runs/default", "Run directory (checkpoints, history, config).")
 flags.DEFINE_boolean("resume_training", True, "Continue the run in --log_root if it has one.")
 flags.DEFINE_string("preset", "default", "Preset from hparams/ (hparams.PRESETS), e.g. paper, "

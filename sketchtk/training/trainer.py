@@ -24,7 +24,8 @@ from sketchtk.models.sketch_vae import images_to_input
 from sketchtk.training import callbacks as cb
 from sketchtk.training.checkpoints import (MODEL_CONFIG, CheckpointManager, load_weights,
                                            read_json, run_directory, write_json_atomic)
-from sketchtk.training.distribute import get_strategy, is_chief
+from sketchtk.training.distribute import (check_workers_agree, distribute_per_worker,
+                                          get_strategy, is_chief)
 
 
 class TrainingDiverged(RunError):
@@ -204,6 +205,11 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
     diffusion = hparams.model == "stroke_diffusion"
     data = load_sketch_data(data_dir, hparams.categories, hparams.num_per_category,
                             -1 if diffusion else hparams.max_seq_len)
+    sharded = getattr(data, "sharded", False)  # TFRecord shards (sketchtk.data.tfrecords)
+    if diffusion and sharded:
+        raise ConfigError(f"{data_dir}: stroke_diffusion prepares point sequences in memory; "
+                          "pass a --data_dir of .npz files (the TFRecord reader streams the "
+                          "stroke models)")
     if diffusion:  # point sequences: resample / RDP, then cap the point count (max_seq_len)
         from sketchtk.data.point_sequences import prepare_point_data
         data = prepare_point_data(data, hparams.resample_spacing, hparams.rdp_epsilon,
@@ -230,6 +236,7 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
         state.update(manager.restore(model, latest))
         logging.info("resuming at step %d", state["step"])
     start_step = int(state["step"])
+    check_workers_agree(strategy, start_step, "checkpoint step to resume from")
     n_train = len(data["train"])
     num_steps = total_steps(hparams, n_train)
     if start_step >= num_steps:
@@ -237,12 +244,22 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
 
     spe = _steps_per_epoch(hparams, n_train)
     epochs = math.ceil(num_steps / spe)
-    train_ds = make_dataset(data, "train", hparams, training=True, start_step=start_step)
+    if sharded and strategy.num_replicas_in_sync > 1:
+        # each input pipeline (worker) reads its own shards; see tfrecords.make_dataset
+        from sketchtk.data import tfrecords
+
+        def per_worker(**kwargs):
+            ds = tfrecords.make_dataset(data, "train", hparams, training=True, **kwargs)
+            return ds.map(_classifier_xy) if hparams.model == "sketch_a_net" else ds
+        train_ds = distribute_per_worker(strategy, per_worker, hparams.batch_size, start_step)
+    else:
+        train_ds = make_dataset(data, "train", hparams, training=True, start_step=start_step)
+        if hparams.model == "sketch_a_net":
+            train_ds = train_ds.map(_classifier_xy)
     valid_ds = make_dataset(data, "valid", hparams, training=False)
     if hparams.valid_batches > 0:
         valid_ds = valid_ds.take(hparams.valid_batches)
     if hparams.model == "sketch_a_net":
-        train_ds = train_ds.map(_classifier_xy)
         valid_ds = valid_ds.map(_classifier_xy)
         monitor = "val_loss"
     elif hparams.model in ("stroke_diffusion", "raster_diffusion"):
@@ -259,7 +276,8 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
                                     start_step),
                       keras.callbacks.TensorBoard(os.path.join(log_root, "tensorboard"),
                                                   update_freq=hparams.log_every)]
-        if tensorboard_samples > 0 and hasattr(model, "encode") and hasattr(model, "decoder"):
+        if (tensorboard_samples > 0 and hasattr(model, "encode") and hasattr(model, "decoder")
+                and (not sharded or len(data["valid"]) <= data["valid"].MATERIALISE_LIMIT)):
             callbacks.append(_sample_grid_summary(model, data, hparams, log_root,
                                                   tensorboard_samples))
     if start_step < num_steps and not (state.get("bad_evals", 0)
