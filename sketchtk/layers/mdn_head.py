@@ -87,6 +87,9 @@ class MixtureDensityHead(keras.layers.Layer):
 
     def call(self, inputs):
         inputs = tf.convert_to_tensor(inputs, self.compute_dtype)
+        if inputs.shape.rank == 2:  # one decoding step: no reshapes (a sampler calls this per step)
+            return (mixed_matmul(inputs, tf.convert_to_tensor(self.kernel), self._matmul_tf_dtype)
+                    + tf.convert_to_tensor(self.bias))
         flat = tf.reshape(inputs, [-1, inputs.shape[-1]])
         out = (mixed_matmul(flat, tf.convert_to_tensor(self.kernel), self._matmul_tf_dtype)
                + tf.convert_to_tensor(self.bias))
