@@ -504,6 +504,7 @@ def load_regressor(path):
     if not os.path.exists(path):
         raise ValueError(f"--shortcut_regressor={path}: no such file (train one with "
                          "--classifier_dir, see README 'Diffusion applications')")
+    from sketchtk.diffusion import shortcut  # noqa: F401  (registers RecognisabilityRegressor)
     return keras.saving.load_model(path).layers[-1]
 
 
