@@ -48,7 +48,8 @@ flags.DEFINE_string("abstract_from", None, "Diffusion, cond_encoder=sketch: a SO
 flags.DEFINE_list("rdp_epsilon", ["0", "0.05", "0.15"], "Abstraction: RDP tolerances (fractions "
                   "of the sketch's radius), one row each.")
 flags.DEFINE_list("heal_from", None, "Diffusion: SOURCE sketches to corrupt and heal.")
-flags.DEFINE_list("heal_t", ["0", "10", "30"], "Healing: steps T (noise to t = T - 1, denoise back).")
+flags.DEFINE_list("heal_t", ["0", "10", "30"],
+                  "Healing: steps T (noise to t = T - 1, denoise back).")
 flags.DEFINE_list("corrupt", ["noise"], "Healing: corruptions, from noise, jitter, drop.")
 flags.DEFINE_float("corrupt_strength", 0.05, "Healing: noise / jitter std, fraction of the radius.")
 flags.DEFINE_list("mix", None, "Diffusion: two SOURCE sketches A,B: a row between their DDIM "
