@@ -67,7 +67,7 @@ def test_trim_keeps_the_smallest_bucket_holding_the_longest_sketch(data):
     pytest.param("rpcl_pix2seq", "rpcl", marks=pytest.mark.slow), ("sketch_rnn", "magenta")])
 def test_validation_losses_equal_the_padded_computation(data, model, convention):
     conventions = {} if convention == "rpcl" else hparams.presets.MAGENTA_CONVENTIONS
-    hp = _hp(model, **conventions)
+    hp = _hp(model, batch_size=8, **conventions)
     vae = SketchVAE(hp, data.max_seq_len, data.scale_factor, DEFAULT_CATEGORIES)
     padded = _first_batches(data, hp, 3, training=False)
     trimmed = _first_batches(data, hp.replace(length_buckets=BUCKETS), 3, training=False)
