@@ -23,43 +23,57 @@ from sketchtk.data import strokes as stroke_ops
 from sketchtk.layers.mdn_head import split_mixture_params
 
 
-def _categorical(logits, seed):
-    """One draw per row of ``logits [B, K]`` by the Gumbel-max trick, ``[B] int32``.
-
-    Same distribution as ``tf.random.stateless_categorical``, which XLA cannot compile.
-    """
-    u = tf.random.stateless_uniform(tf.shape(logits), seed, minval=1e-20, maxval=1.0,
-                                    dtype=logits.dtype)
+def _categorical(logits, u):
+    """One draw per row of ``logits [B, K]`` by the Gumbel-max trick from uniforms ``u [B, K]``,
+    ``[B] int32``. Same distribution as ``tf.random.stateless_categorical``, which XLA cannot
+    compile."""
     return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
+
+
+def point_noise(batch, num_mixture, seed, dtype=tf.float32):
+    """The random numbers of one point draw for the stateless ``seed`` ``[2]``: uniforms for the
+    pen ``[B, 3]`` and the component ``[B, M]``, standard normals ``[B, 2]``.
+
+    Drawn outside XLA (the sampler's per-step XLA call takes them as inputs): TensorFlow's
+    stateless ops give row ``i`` the same numbers whatever the batch size, XLA's do not, and
+    the per-row noise is what makes a seed give a row the same sketch in any batch.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    uniform = lambda k, s: tf.random.stateless_uniform(  # noqa: E731
+        tf.stack([batch, k]), s, minval=1e-20, maxval=1.0, dtype=dtype)
+    return (uniform(3, seeds[0]), uniform(num_mixture, seeds[1]),
+            tf.random.stateless_normal(tf.stack([batch, 2]), seeds[2], dtype=dtype))
 
 
 STD_SCALINGS = ("tau", "sqrt_tau")
 
 
-def sample_point(params, temperature, seed, std_scaling="tau"):
+def sample_point(params, temperature, seed, std_scaling="tau", noise=None):
     """Draw one stroke-5 point per row from mixture parameters ``[B, 6M + 3]``.
 
     ``std_scaling``: ``"tau"`` scales the chosen Gaussian's standard deviations by the
     temperature (the reference codes), ``"sqrt_tau"`` by its square root (the papers).
+    ``noise``: :func:`point_noise` of ``seed`` drawn by the caller (``seed`` is then unused).
 
     Returns:
       ``(point [B, 5], pen [B] int32)`` with pen 0 = down, 1 = up, 2 = end; an end row's offset
       is zero.
     """
     p = split_mixture_params(params)
+    if noise is None:
+        noise = point_noise(tf.shape(params)[0], tf.shape(p.pi_logits)[1], seed, params.dtype)
+    u_pen, u_pi, n = noise
     if std_scaling not in STD_SCALINGS:
         raise ValueError(f"std_scaling {std_scaling!r}; choose one of {list(STD_SCALINGS)}")
     tau = tf.cast(temperature, params.dtype)
     std_factor = tau if std_scaling == "tau" else tf.sqrt(tau)
-    seeds = tf.random.experimental.stateless_split(seed, 4)
-    pen = _categorical(p.pen_logits / tau, seeds[0])
-    k = _categorical(p.pi_logits / tau, seeds[1])
+    pen = _categorical(p.pen_logits / tau, u_pen)
+    k = _categorical(p.pi_logits / tau, u_pi)
     pick = lambda v: tf.gather(v, k, axis=1, batch_dims=1)  # noqa: E731
     mu_x, mu_y = pick(p.mu_x), pick(p.mu_y)
     s_x = tf.exp(pick(p.log_sigma_x)) * std_factor
     s_y = tf.exp(pick(p.log_sigma_y)) * std_factor
     rho = pick(p.rho)
-    n = tf.random.stateless_normal(tf.stack([tf.shape(params)[0], 2]), seeds[2], dtype=params.dtype)
     dx = mu_x + s_x * n[:, 0]
     dy = mu_y + s_y * (rho * n[:, 0] + tf.sqrt(tf.maximum(1.0 - tf.square(rho), 0.0)) * n[:, 1])
     # The end-of-sketch row carries no offset (training targets are [0, 0, 0, 0, 1] there).
@@ -99,8 +113,8 @@ class Sampler:
         self._draw = tf.function(self._draw_impl, jit_compile=True, autograph=False,
                                  reduce_retracing=True)
 
-    def _draw_impl(self, params, temperature, step_seed, done):
-        point, pen = sample_point(params, temperature, step_seed, self.std_scaling)
+    def _draw_impl(self, params, temperature, noise, done):
+        point, pen = sample_point(params, temperature, None, self.std_scaling, noise=noise)
         end_row = tf.constant([0.0, 0.0, 0.0, 0.0, 1.0], point.dtype)
         return tf.where(done[:, None], end_row, point), done | tf.equal(pen, 2)
 
@@ -120,7 +134,8 @@ class Sampler:
         def body(t, x, state, done, out):
             params, new_state = self.decoder.step(x, z, state, projected_z, constants)
             step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
-            point, done = self._draw(params, temperature, step_seed, done)
+            noise = point_noise(batch, (params.shape[-1] - 3) // 6, step_seed)  # 6M + 3
+            point, done = self._draw(params, temperature, noise, done)
             out = out.write(t, point)
             return t + 1, point, new_state, done, out
 
