@@ -65,7 +65,13 @@ RUN_CONTROL_KEYS = ("num_steps", "early_stop_patience", "log_every", "valid_batc
 
 
 def _check_resumable(saved, config, log_root):
-    """ConfigError unless ``config`` continues ``saved`` (same model, data and schedules)."""
+    """ConfigError unless ``config`` continues ``saved`` (same model, data and schedules).
+
+    An hparam that sketchtk gained after ``saved`` was written is compared at its default value,
+    so a run made by an older version resumes unless the new key is set to something else."""
+    defaults = HParams().to_dict()
+    saved = {**saved, "hparams": {**{k: v for k, v in defaults.items()
+                                     if k in config["hparams"]}, **saved["hparams"]}}
     strip = lambda c: {**c, "hparams": {k: v for k, v in c["hparams"].items()  # noqa: E731
                                         if k not in RUN_CONTROL_KEYS}}
     a, b = strip(saved), strip(config)

@@ -95,6 +95,17 @@ def test_resume_rejects_changed_model(tmp_path):
         trainer.train_and_evaluate(hp, str(tmp_path), resume=False, verbose=0)
 
 
+def test_run_from_an_older_version_resumes_unless_a_new_hparam_is_changed():
+    hp = get_preset("smoke").to_dict()
+    config = {"hparams": hp, "scale_factor": 1.5}
+    old = {"hparams": {k: v for k, v in hp.items() if k != "sample_xla"}, "scale_factor": 1.5}
+    trainer._check_resumable(old, config, "RUN")  # the key it lacks is at its default: resumes
+    with pytest.raises(ConfigError, match=r"RUN: cannot resume .*sample_xla"):
+        trainer._check_resumable(old, {**config, "hparams": {**hp, "sample_xla": "on"}}, "RUN")
+    with pytest.raises(ConfigError, match="dec_rnn_size"):
+        trainer._check_resumable(old, {**config, "hparams": {**hp, "dec_rnn_size": 7}}, "RUN")
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     from sketchtk.models.sketch_vae import SketchVAE
     import tensorflow as tf
