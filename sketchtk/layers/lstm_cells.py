@@ -138,7 +138,6 @@ class FusedRecurrentCell(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.input_size = None
         self._compiled_step_fns = None
-        self._compiled_row_step = None
 
     # ----- subclass interface -------------------------------------------------------------
     @property
@@ -230,32 +229,14 @@ class FusedRecurrentCell(keras.layers.Layer):
         return out if bias is None else out + bias[:, None]
 
     def step_constants(self):
-        """The loop-invariant tensors of :meth:`step` (the recurrent kernel in the matmul dtype,
-        the small weights transposed / as column vectors).
+        """The loop-invariant tensors of :meth:`step` (transposed kernels, column vectors), the
+        recurrent kernel cast to the matmul dtype.
 
         A decoding loop computes them once and passes them to every ``step``; inside a
-        ``tf.while_loop`` TensorFlow would otherwise redo the transposes and casts at each step.
+        ``tf.while_loop`` TensorFlow would otherwise redo the transposes at each step.
         """
-        w_rec = tf.convert_to_tensor(self.recurrent_kernel)
-        return [tf.cast(w_rec, self._matmul_tf_dtype)] + list(self._cell_weights())
-
-    def _row_step_fn(self):
-        """The elementwise step on batch-major tensors, layout changes included (one XLA call).
-
-        Sampling runs one step at a time: the transposes to and from the feature-major layout
-        of ``_cell_fn`` are fused into the compiled step instead of running as separate
-        kernels per state tensor and step.
-        """
-        if self._compiled_row_step is None:
-            def row_step(r_rows, px_rows, rest_rows, weights):
-                new = self._cell_fn(tf.transpose(r_rows), tf.transpose(px_rows), None,
-                                    [tf.transpose(s) for s in rest_rows], list(weights), _Dots(()))
-                return [tf.transpose(s) for s in new]
-            if self.jit_compile:
-                row_step = tf.function(row_step, jit_compile=True, autograph=False,
-                                       reduce_retracing=True)
-            self._compiled_row_step = row_step
-        return self._compiled_row_step
+        w_rec_t = tf.transpose(tf.convert_to_tensor(self.recurrent_kernel))
+        return [tf.cast(w_rec_t, self._matmul_tf_dtype)] + list(self._cell_weights())
 
     def step(self, projected_input, state, constants=None):
         """One inference step (no dropout).
@@ -270,12 +251,14 @@ class FusedRecurrentCell(keras.layers.Layer):
         """
         if constants is None:
             constants = self.step_constants()
-        w_rec, weights = constants[0], list(constants[1:])
-        state = [tf.convert_to_tensor(s, self.compute_dtype) for s in state]
-        r = tf.cast(tf.matmul(tf.cast(state[0], w_rec.dtype), w_rec), state[0].dtype)  # [B, G]
-        new_state = self._row_step_fn()(
-            r, tf.convert_to_tensor(projected_input, self.compute_dtype), state[1:], weights)
-        return new_state[0], list(new_state)
+        w_rec_t, weights = constants[0], list(constants[1:])
+        state = [_columns(tf.convert_to_tensor(s, self.compute_dtype)) for s in state]
+        r = tf.cast(tf.matmul(w_rec_t, tf.cast(state[0], w_rec_t.dtype)), state[0].dtype)
+        new_state, _ = self._step_fns().forward(
+            r, _columns(tf.convert_to_tensor(projected_input, self.compute_dtype)), None,
+            state[1:], weights)
+        new_state = [_columns(s) for s in new_state]
+        return new_state[0], new_state
 
     def dropout_masks(self, steps, batch_size, training):
         """Candidate-dropout masks ``[T, N, B]`` scaled by 1/keep, or None when not dropping."""
