@@ -121,7 +121,7 @@ class HParams:
     weight_decay: float = 0.01  # AdamW weight decay (ChiroDiff 1e-2)
     resample_spacing: float = 0.0  # arc-length resampling, fraction of the radius; 0 = off (ChiroDiff 0.05)
     rdp_epsilon: float = 0.0  # RDP after resampling, fraction of the radius; 0 = off
-    sample_xla: str = "auto"  # XLA-compile the reverse loop: auto (bi-GRU only) | on | off
+    sample_xla: str = "auto"  # XLA-compile the reverse loop: auto (= off, measured) | on | off
     cond_encoder: str = "none"  # none | pointcloud (set encoder: vectorisation) | sketch (self: abstraction)
     cond_encoder_units: int = 64  # width of the conditioning encoder (its vector has cond_dim entries)
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)

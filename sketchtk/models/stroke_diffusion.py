@@ -364,14 +364,12 @@ class StrokeDiffusion(keras.Model):
 
     @property
     def sample_xla(self):
-        """Whether the reverse loop is XLA-compiled (hparam ``sample_xla``). ``auto``: on for the
-        bi-GRU with the Gaussian process, whose many small per-point GRU ops XLA fuses (DDIM-30
-        2.2-2.5x faster, ``bench/bench_diffusion.py``), off for the transformer and the UNet,
-        which it made about 1.8x slower on a 2-core CPU; the samples agree to float rounding."""
-        choice = self.hparams.sample_xla
-        if choice == "auto":
-            return self.hparams.denoiser == "bigru" and self.hparams.process == "gaussian"
-        return choice == "on"
+        """Whether the reverse loop is XLA-compiled (hparam ``sample_xla``; the samples agree to
+        float rounding either way). ``auto`` is off: on an idle 2-core CPU XLA made the bi-GRU's
+        DDIM-30 4% slower (19.3 vs 20.1 sketches/s, ``bench/bench_diffusion.py``), although it was
+        2.2-2.5x faster on the same machine under heavy load (fewer, fused kernels), and it made
+        the transformer and the UNet about 1.8x slower under load. ``on`` forces it."""
+        return self.hparams.sample_xla == "on"
 
     def _sampler(self, conditional, guided):
         """One compiled reverse loop per (conditional, guided) kind; labels and the guidance

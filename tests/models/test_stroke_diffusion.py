@@ -72,8 +72,8 @@ def test_xla_compiled_reverse_loop_draws_the_same_samples(point_data):
     # x0-prediction keeps an untrained model's chain bounded (eps-prediction divides by
     # sqrt(alphabar_T) and amplifies float rounding chaotically)
     hp = _hp(denoiser="bigru", denoiser_units=8, denoiser_layers=1, parametrisation="x0")
-    model = _model(point_data, hp)
-    assert model.sample_xla and not _model(point_data, _hp()).sample_xla  # auto: bi-GRU only
+    model = _model(point_data, hp.replace(sample_xla="on"))
+    assert model.sample_xla and not _model(point_data, hp).sample_xla  # auto: plain (measured)
     plain = _model(point_data, hp.replace(sample_xla="off"))
     plain.set_weights(model.get_weights())
     lengths, labels = [5, 12, 30], [0, 2, 4]
