@@ -86,3 +86,23 @@ def vm_hwm_bytes():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def main():
+    """``python bench/bench_common.py [--quick]``: the machine's matmul limit on its own."""
+    import argparse
+    import json
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--quick", action="store_true", help="one round of 3 calls (seconds)")
+    args = parser.parse_args()
+    rounds, repeats = (1, 3) if args.quick else (5, 7)
+    probe = make_peak_probe()
+    probe(1)  # warm-up
+    peaks = merge_peaks([probe(repeats) for _ in range(rounds)])
+    print(f"matmul limit ({rounds} round(s), medians): {format_peaks(peaks)}")
+    print(json.dumps({"matmul_gflops": peaks, "load_average": load_average(),
+                      "quick": args.quick}))
+
+
+if __name__ == "__main__":
+    main()

@@ -19,6 +19,7 @@ embedded data (or ``--data_dir``), in both representations when asked for ``both
 import dataclasses
 
 import numpy as np
+from absl import logging
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +155,7 @@ def main(argv=None):
     parser.add_argument("--png_width", type=int, default=48)
     parser.add_argument("--max_points", type=int, default=96)
     args = parser.parse_args(argv)
+    logging.set_verbosity(logging.INFO)  # the fitted constants are this command's output
     data = prepare_point_data(load_sketch_data(args.data_dir, args.categories.split(",")),
                               max_points=args.max_points)
     if args.representation == "raster":
@@ -163,17 +165,17 @@ def main(argv=None):
         raw = load_sketch_data(args.data_dir, args.categories.split(","), max_seq_len=250)
         freq, power, count = raster_data_spectrum(raw, hp)
         fit = fit_spectrum(freq, power, weights=count, min_freq=1e-6)
-        print(f"raster {args.png_width}x{args.png_width}: c1={fit.c1:.4g} c2={fit.c2:.4g} "
-              f"m={fit.m:.4g} log_rmse={fit.log_rmse:.3f} power(f=0)/power(|f|=0.5)="
-              f"{power[0] / power[-1]:.3g}")
+        logging.info("raster %dx%d: c1=%.4g c2=%.4g m=%.4g log_rmse=%.3f "
+                     "power(f=0)/power(|f|=0.5)=%.3g", args.png_width, args.png_width, fit.c1,
+                     fit.c2, fit.m, fit.log_rmse, power[0] / power[-1])
         return
     reps = ["absolute", "delta"] if args.representation == "both" else [args.representation]
     for rep in reps:
         freq, power = point_data_spectrum(data, rep)
         fit = fit_spectrum(freq, power)
         lo, hi = power[np.abs(freq) < 0.02].mean(), power[np.abs(freq) > 0.4].mean()
-        print(f"{rep}: c1={fit.c1:.4g} c2={fit.c2:.4g} m={fit.m:.4g} log_rmse={fit.log_rmse:.3f} "
-              f"power(|f|<0.02)/power(|f|>0.4)={lo / hi:.3g} window={len(freq)}")
+        logging.info("%s: c1=%.4g c2=%.4g m=%.4g log_rmse=%.3f power(|f|<0.02)/power(|f|>0.4)=%.3g "
+                     "window=%d", rep, fit.c1, fit.c2, fit.m, fit.log_rmse, lo / hi, len(freq))
 
 
 if __name__ == "__main__":

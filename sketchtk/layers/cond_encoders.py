@@ -18,6 +18,9 @@ ChiroDiff's optional VAE bottleneck (``vae_weight``) is not implemented (its def
 import keras
 import tensorflow as tf
 
+from sketchtk.layers.denoisers.transformer import (build_encoder_blocks, make_encoder_blocks,
+                                                  run_encoder_blocks)
+
 
 @keras.saving.register_keras_serializable(package="sketchtk")
 class SetEncoder(keras.layers.Layer):
@@ -48,26 +51,13 @@ class SetEncoder(keras.layers.Layer):
         self.dim, self.units = int(dim), int(units)
         self.num_layers, self.num_heads = int(num_layers), int(num_heads)
         self.embed = keras.layers.Dense(self.units, name="embed")
-        self.blocks = [{
-            "attn": keras.layers.MultiHeadAttention(self.num_heads, self.units // self.num_heads,
-                                                    name=f"attn_{i}"),
-            "norm1": keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm1_{i}"),
-            "ff1": keras.layers.Dense(2 * self.units, activation="silu", name=f"ff1_{i}"),
-            "ff2": keras.layers.Dense(self.units, name=f"ff2_{i}"),
-            "norm2": keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm2_{i}"),
-        } for i in range(self.num_layers)]
+        self.blocks = make_encoder_blocks(self.units, self.num_heads, self.num_layers)
         self.out = keras.layers.Dense(self.dim, activation="tanh", name="latent_proj")
 
     def build(self, points_shape, point_mask_shape=None):
         # one extra input feature flags the feature token (ChiroDiff's third coordinate)
         self.embed.build((None, None, int(points_shape[-1]) + 1))
-        seq = (None, None, self.units)
-        for b in self.blocks:
-            b["attn"].build(seq, seq)
-            b["norm1"].build(seq)
-            b["ff1"].build(seq)
-            b["ff2"].build((None, None, 2 * self.units))
-            b["norm2"].build(seq)
+        build_encoder_blocks(self.blocks, self.units)
         self.out.build((None, self.units))
         self.built = True
 
@@ -80,10 +70,7 @@ class SetEncoder(keras.layers.Layer):
         x = tf.concat([token, tf.concat([points, tf.zeros_like(points[..., :1])], -1)], axis=1)
         keys = tf.concat([tf.ones([batch, 1], tf.bool), tf.cast(point_mask, tf.bool)], axis=1)
         attention_mask = tf.logical_and(keys[:, None, :], tf.ones_like(keys)[:, :, None])
-        h = self.embed(x)
-        for b in self.blocks:
-            h = b["norm1"](h + b["attn"](h, h, attention_mask=attention_mask, training=training))
-            h = b["norm2"](h + b["ff2"](b["ff1"](h)))
+        h = run_encoder_blocks(self.blocks, self.embed(x), attention_mask, training)
         return self.out(h[:, 0])
 
     def get_config(self):

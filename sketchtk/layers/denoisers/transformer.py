@@ -17,6 +17,35 @@ def sinusoidal_positions(length, dim):
     return tf.concat([tf.sin(pos * freqs), tf.cos(pos * freqs)], axis=-1)
 
 
+def make_encoder_blocks(units, num_heads, num_layers):
+    """``num_layers`` post-norm transformer encoder blocks (attention, then a SiLU MLP of width
+    ``2 units``), each a dict of its sublayers; shared by the denoiser and the set encoder."""
+    return [{
+        "attn": keras.layers.MultiHeadAttention(num_heads, units // num_heads, name=f"attn_{i}"),
+        "norm1": keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm1_{i}"),
+        "ff1": keras.layers.Dense(2 * units, activation="silu", name=f"ff1_{i}"),
+        "ff2": keras.layers.Dense(units, name=f"ff2_{i}"),
+        "norm2": keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm2_{i}"),
+    } for i in range(num_layers)]
+
+
+def build_encoder_blocks(blocks, units):
+    seq = (None, None, units)
+    for b in blocks:
+        b["attn"].build(seq, seq)
+        b["norm1"].build(seq)
+        b["ff1"].build(seq)
+        b["ff2"].build((None, None, 2 * units))
+        b["norm2"].build(seq)
+
+
+def run_encoder_blocks(blocks, h, attention_mask, training=False):
+    for b in blocks:
+        h = b["norm1"](h + b["attn"](h, h, attention_mask=attention_mask, training=training))
+        h = b["norm2"](h + b["ff2"](b["ff1"](h)))
+    return h
+
+
 @keras.saving.register_keras_serializable(package="sketchtk")
 class TransformerDenoiser(DenoiserBase):
     """Transformer encoder denoiser (ChiroDiff ``models/score.py:10-47``).
@@ -40,29 +69,14 @@ class TransformerDenoiser(DenoiserBase):
                          seed, **kwargs)
         self.num_heads = int(num_heads)
         self.embed = keras.layers.Dense(self.units, name="embed")
-        self.blocks = []
-        for i in range(self.num_layers):
-            self.blocks.append({
-                "attn": keras.layers.MultiHeadAttention(self.num_heads, self.units // self.num_heads,
-                                                        name=f"attn_{i}"),
-                "norm1": keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm1_{i}"),
-                "ff1": keras.layers.Dense(2 * self.units, activation="silu", name=f"ff1_{i}"),
-                "ff2": keras.layers.Dense(self.units, name=f"ff2_{i}"),
-                "norm2": keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm2_{i}"),
-            })
+        self.blocks = make_encoder_blocks(self.units, self.num_heads, self.num_layers)
         self.head = keras.layers.Dense(self.out_channels, name="head")
 
     def build(self, x_shape, t_shape=None, point_mask_shape=None, cond_shape=None):
         extra = self.time_embedding_dim + (int(cond_shape[-1]) if cond_shape else 0)
         self.temb.build(t_shape)
         self.embed.build((None, None, int(x_shape[-1]) + extra))
-        seq = (None, None, self.units)
-        for b in self.blocks:
-            b["attn"].build(seq, seq)
-            b["norm1"].build(seq)
-            b["ff1"].build(seq)
-            b["ff2"].build((None, None, 2 * self.units))
-            b["norm2"].build(seq)
+        build_encoder_blocks(self.blocks, self.units)
         self.head.build((None, None, self.units + extra))
         self.built = True
 
@@ -73,9 +87,7 @@ class TransformerDenoiser(DenoiserBase):
         h = h + tf.cast(sinusoidal_positions(length, self.units), h.dtype)[None]
         keys = tf.cast(point_mask, tf.bool)
         attention_mask = tf.logical_and(keys[:, None, :], tf.ones_like(keys)[:, :, None])
-        for b in self.blocks:
-            h = b["norm1"](h + b["attn"](h, h, attention_mask=attention_mask, training=training))
-            h = b["norm2"](h + b["ff2"](b["ff1"](h)))
+        h = run_encoder_blocks(self.blocks, h, attention_mask, training)
         return self.head(tf.concat([h, ctx], axis=-1))
 
     def get_config(self):
