@@ -67,6 +67,9 @@ flags.DEFINE_float("shortcut_threshold", 0.9, "r-Shortcut: stop once the predict
 flags.DEFINE_integer("shortcut_min_steps", 1, "r-Shortcut: denoiser calls before a stop.")
 flags.DEFINE_enum("shortcut_base", "ddpm", ["ddpm", "ddim"], "r-Shortcut: the plain sampler "
                   "underneath (--steps of it).")
+flags.DEFINE_integer("shortcut_stride_steps", 0, "r-Shortcut: 0 = jump to the x0-prediction; "
+                     "K = switch to the K-step respaced DDIM schedule (larger strides).",
+                     lower_bound=0)
 FLAGS = flags.FLAGS
 
 

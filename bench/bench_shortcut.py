@@ -9,8 +9,11 @@ sketches (labels, lengths and x_T from seed 0) with:
 
 - DDPM over all T (variance strength 1), DDIM respaced to ``--match`` steps (eta 0): the compiled
   batched loops of ``ReverseSampler`` (what ``sample.py`` runs);
+- DDIM respaced to the "fewer" count (two thirds of ``--match``), the equal-steps baseline of the
+  rows with fewer calls;
 - r-Shortcut over DDPM-T at the calibrated thresholds (``ShortcutSampler``: a Python loop over
-  steps, the finished sketches leaving the batch).
+  steps, the finished sketches leaving the batch), in both variants: *jump* (to the
+  x0-prediction) and *strides* (switch to the ``--stride_steps``-step respaced DDIM schedule).
 
 Every configuration is timed once per round, rounds interleaved, medians reported (the first
 round also traces). Rec and FID (in the classifier's feature space, against the test split) come
@@ -47,11 +50,14 @@ def noise_batch(loaded, labels, seed):
     return x_T, mask
 
 
-def calibrate(scores, target, min_steps):
-    """The threshold whose exits (from a full run's scores) average closest to ``target`` calls."""
+def calibrate(scores, target, min_steps, calls_of=None):
+    """The threshold whose exits (from a full run's scores) average closest to ``target`` calls;
+    ``calls_of`` maps the exit steps to the calls actually used (the strides variant)."""
+    calls_of = calls_of or (lambda k: k)
     candidates = np.unique(np.concatenate([np.nanquantile(scores, np.linspace(0, 1, 401)),
                                            [2.0]]))
-    means = np.array([ShortcutSampler.exit_steps(scores, c, min_steps).mean() for c in candidates])
+    means = np.array([calls_of(ShortcutSampler.exit_steps(scores, c, min_steps)).mean()
+                      for c in candidates])
     best = int(np.argmin(np.abs(means - target)))
     return float(candidates[best]), float(means[best])
 
@@ -67,6 +73,8 @@ def main():
     parser.add_argument("--match", type=int, default=30, help="DDIM steps to match")
     parser.add_argument("--min_steps", type=int, default=5)
     parser.add_argument("--num_per_category", type=int, default=None)
+    parser.add_argument("--stride_steps", type=int, default=10,
+                        help="the strides variant's coarse DDIM schedule (steps over T)")
     args = parser.parse_args()
     rounds = 1 if args.quick else 3
     per_cat = args.num_per_category or (4 if args.quick else 10)
@@ -90,6 +98,10 @@ def main():
                                           min_steps=args.min_steps, seed=(1, 2), context=cond)
     targets = {"match": args.match, "fewer": round(args.match * 2 / 3)}
     thresholds = {k: calibrate(cal_scores, v, args.min_steps) for k, v in targets.items()}
+    num_steps = process.num_steps
+    stride_thresholds = {k: calibrate(cal_scores, v, args.min_steps, lambda e: ShortcutSampler.
+                                      stride_calls(full, e, args.stride_steps, num_steps))
+                         for k, v in targets.items()}
 
     x_T, mask = noise_batch(loaded, labels, 0)
     plain = loaded.sampler()
@@ -99,14 +111,22 @@ def main():
         f"DDIM, {args.match} steps": lambda: plain.sample(
             x_T, mask, sampling_timesteps(process, args.match), "ddim", eta=0.0, seed=(0, 2),
             context=cond)[:2] + (None,),
+        f"DDIM, {targets['fewer']} steps": lambda: plain.sample(
+            x_T, mask, sampling_timesteps(process, targets["fewer"]), "ddim", eta=0.0,
+            seed=(0, 2), context=cond)[:2] + (None,),
     }
+    steps_of = dict(zip(configs, (len(full), args.match, targets["fewer"])))
     for key, (threshold, _) in thresholds.items():
-        name = f"r-Shortcut on DDPM-{len(full)}, threshold {threshold:.3f}"
+        name = f"r-Shortcut jump on DDPM-{len(full)}, threshold {threshold:.3f}"
         configs[name] = (lambda th=threshold: shortcut.sample(
             x_T, mask, full, threshold=th, min_steps=args.min_steps, seed=(0, 2),
             context=cond)[:3])
-    steps_of = {name: (len(full) if name.startswith("DDPM") else args.match)
-                for name in configs}
+    for key, (threshold, _) in stride_thresholds.items():
+        name = (f"r-Shortcut strides (DDPM-{len(full)} then DDIM-{args.stride_steps}), "
+                f"threshold {threshold:.3f}")
+        configs[name] = (lambda th=threshold: shortcut.sample(
+            x_T, mask, full, threshold=th, min_steps=args.min_steps, seed=(0, 2),
+            context=cond, stride_steps=args.stride_steps)[:3])
     times = {name: [] for name in configs}
     outputs = {}
     for r in range(rounds):
@@ -136,14 +156,17 @@ def main():
                      "rec": metrics["rec"], "fid": metrics["fid"],
                      "precision": metrics["precision"], "recall": metrics["recall"]})
     print(f"\n{len(labels)} class-conditional sketches, {rounds} round(s), medians; "
-          f"thresholds calibrated on seed-1 noises: {thresholds}")
+          f"thresholds calibrated on seed-1 noises: jump {thresholds}, strides "
+          f"{stride_thresholds}")
     print("| sampler | denoiser calls / sketch | sketches/s | Rec | FID | P | R |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         print(f"| {row['config']} | {row['denoiser_calls_per_sketch']:.1f} | "
               f"{row['sketches_per_s']:.2f} | {row['rec']:.2f} | {row['fid']:.1f} | "
               f"{row['precision']:.2f} | {row['recall']:.2f} |")
-    print(json.dumps({"rows": rows, "thresholds": thresholds, "regressor_training": training,
+    print(json.dumps({"rows": rows, "thresholds": thresholds,
+                      "stride_thresholds": stride_thresholds, "stride_steps": args.stride_steps,
+                      "regressor_training": training,
                       "num_sketches": int(len(labels)), "rounds": rounds, "quick": args.quick}))
 
 

@@ -12,8 +12,11 @@ has neither (ALGORITHMS.md 4: the exact rule is unverified). This module is sket
   real training sketches noised by ``q(x_t | x_0)`` at uniformly drawn ``t``.
 - ``ShortcutSampler``: runs a plain reverse process (DDPM or DDIM over the given timesteps) and,
   per sketch, once the predicted recognisability of ``x_t`` reaches ``threshold`` (after at least
-  ``min_steps`` network calls), jumps to that step's x0-prediction; finished sketches leave the
-  batch, so later calls are cheaper. With a threshold above 1 it is the plain sampler, call for
+  ``min_steps`` network calls), takes a shortcut: ``stride_steps=None`` jumps to that step's
+  x0-prediction; ``stride_steps=K`` switches that sketch to the coarser schedule of K respaced
+  steps over T (the ones below its current t, with ``stride_method``, DDIM by default) — the
+  "larger strides" of SketchKnitter's text. Finished sketches leave the batch, so later calls are
+  cheaper. With a threshold above 1 it is the plain sampler, call for
   call and number for number (tested), so it never uses more denoiser calls than the plain one.
   The regressor (far smaller than the denoiser) runs once per step on the sketches still active;
   the call counts reported are denoiser calls.
@@ -24,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from sketchtk.diffusion.samplers import METHODS, reverse_step
+from sketchtk.diffusion.schedules import respaced_timesteps
 from sketchtk.layers.denoisers.time_embedding import TimeEmbedding, per_point_context
 
 
@@ -144,30 +148,40 @@ class ShortcutSampler:
       process: a ``GaussianProcess``.
       method: the plain reverse process underneath, ``ddpm`` or ``ddim`` (``reverse_step``).
       aux_channels: channels of ``denoise_fn``'s second output.
+      stride_method: the reverse process of the coarse schedule after a switch
+        (``sample(stride_steps=K)``), ``ddim`` (default) or ``ddpm``.
 
     ``context`` must be a tuple of tensors with the batch first (they are gathered with the batch as
     sketches finish).
     """
 
-    def __init__(self, denoise_fn, score_fn, process, method="ddpm", aux_channels=0):
-        if method not in METHODS:
-            raise ValueError(f"unknown sampler {method!r}; choose one of {list(METHODS)}")
+    def __init__(self, denoise_fn, score_fn, process, method="ddpm", aux_channels=0,
+                 stride_method="ddim"):
+        for m in (method, stride_method):
+            if m not in METHODS:
+                raise ValueError(f"unknown sampler {m!r}; choose one of {list(METHODS)}")
         self.process = process
-        self.method = method
+        self.method, self.stride_method = method, stride_method
         self.aux_channels = int(aux_channels)
 
-        def step(x, t, t_prev, mask, noise, eta, strength, context):
-            out, aux = denoise_fn(x, t, mask, context)
-            x0, _ = process.predict(out, x, t)
-            score = score_fn(x, t, mask, context)
-            x_next = reverse_step(process, method, x, out, t, t_prev, noise, eta, strength)
-            return x_next * mask[..., None], x0 * mask[..., None], aux, score
+        def make_step(kind):
+            def step(x, t, t_prev, mask, noise, eta, strength, context):
+                out, aux = denoise_fn(x, t, mask, context)
+                x0, _ = process.predict(out, x, t)
+                score = score_fn(x, t, mask, context)
+                x_next = reverse_step(process, kind, x, out, t, t_prev, noise, eta, strength)
+                return x_next * mask[..., None], x0 * mask[..., None], aux, score
+            return tf.function(step, reduce_retracing=True)
 
-        self._step = tf.function(step, reduce_retracing=True)
+        self._steps = {kind: make_step(kind) for kind in {method, stride_method}}
 
     def sample(self, x_T, mask, timesteps, threshold=0.9, min_steps=1, eta=0.0,
-               variance_strength=1.0, seed=(0, 0), context=()):
+               variance_strength=1.0, seed=(0, 0), context=(), stride_steps=None):
         """Run the shortcut reverse process from ``x_T`` ``[B, L, C]``.
+
+        ``stride_steps=None``: a sketch whose score reaches ``threshold`` ends at that step's
+        x0-prediction. ``stride_steps=K``: it continues from its current t over the timesteps of
+        the K-step respaced schedule below that t (``stride_method``), down to the data.
 
         Returns:
           ``(x0 [B, L, C], aux [B, L, A], calls int [B], scores [S, B])``: the samples, the last
@@ -179,6 +193,13 @@ class ShortcutSampler:
         if timesteps.ndim != 1 or len(timesteps) == 0 or timesteps[-1] != 0 or np.any(
                 np.diff(timesteps) >= 0):
             raise ValueError("timesteps must be a descending sequence ending at 0")
+        coarse = None
+        if stride_steps is not None:
+            if not 1 <= int(stride_steps) <= self.process.num_steps:
+                raise ValueError(f"stride_steps={stride_steps}: expected 1 ... T = "
+                                 f"{self.process.num_steps}")
+            coarse = np.asarray(respaced_timesteps(self.process.num_steps, int(stride_steps)),
+                                np.int32)
         x = np.asarray(x_T, np.float32) * np.asarray(mask, np.float32)[..., None]
         mask = np.asarray(mask, np.float32)
         b = len(x)
@@ -187,33 +208,62 @@ class ShortcutSampler:
         calls = np.zeros(b, np.int64)
         scores = np.full((len(timesteps), b), np.nan, np.float32)
         active = np.arange(b)
+        t_now = np.full(b, timesteps[0], np.int32)  # each sketch's current timestep
+        strided = np.zeros(b, bool)  # switched to the coarse schedule
         context = tuple(np.asarray(c) for c in context)
         seed = tf.constant(np.asarray(seed, np.int64).reshape(2))
-        prev = np.concatenate([timesteps[1:], [-1]])
-        for i, (t, t_prev) in enumerate(zip(timesteps, prev)):
-            n = len(active)
+        prev = np.concatenate([timesteps[1:], [-1]]).astype(np.int32)
+        for i in range(len(timesteps)):
             # the same noise per sketch as the plain sampler (one draw for the whole batch)
             noise = tf.random.stateless_normal(
-                x.shape, tf.random.experimental.stateless_fold_in(seed, i)).numpy()[active]
-            x_next, x0, aux, score = self._step(
-                tf.constant(x[active]), tf.fill([n], t), tf.fill([n], t_prev),
-                tf.constant(mask[active]), tf.constant(noise), tf.constant(float(eta)),
-                tf.constant(float(variance_strength)),
-                tuple(tf.constant(c[active]) for c in context))
+                x.shape, tf.random.experimental.stateless_fold_in(seed, i)).numpy()
+            t = t_now[active]
+            t_prev = np.where(strided[active], _next_below(coarse, t), prev[i]).astype(np.int32)
+            x_next = np.zeros((len(active),) + x.shape[1:], np.float32)
+            x0 = np.zeros_like(x_next)
+            aux = np.zeros((len(active),) + aux_out.shape[1:], np.float32)
+            score = np.zeros(len(active), np.float32)
+            for kind, rows in ((self.method, ~strided[active]),
+                               (self.stride_method, strided[active])):
+                if not rows.any():
+                    continue
+                sel = active[rows]
+                out = self._steps[kind](
+                    tf.constant(x[sel]), tf.constant(t[rows]), tf.constant(t_prev[rows]),
+                    tf.constant(mask[sel]), tf.constant(noise[sel]), tf.constant(float(eta)),
+                    tf.constant(float(variance_strength)),
+                    tuple(tf.constant(c[sel]) for c in context))
+                x_next[rows], x0[rows], aux[rows], score[rows] = (np.asarray(v) for v in out)
             calls[active] += 1
-            x_next, x0, aux, score = (np.asarray(v) for v in (x_next, x0, aux, score))
-            scores[i, active] = score
+            scores[i, active] = np.where(strided[active], np.nan, score)
             aux_out[active] = aux
-            done = (score >= threshold) & (i + 1 >= min_steps)
-            if i == len(timesteps) - 1:
-                done[:] = False
-                result[active] = x_next
-            result[active[done]] = x0[done]
+            hit = ~strided[active] & (score >= threshold) & (i + 1 >= min_steps)
+            finished = t_prev < 0  # reached the data
+            if coarse is None:
+                result[active[hit & ~finished]] = x0[hit & ~finished]
+                done = hit | finished
+            else:
+                strided[active[hit]] = True
+                done = finished
+            result[active[finished]] = x_next[finished]
             x[active] = x_next
+            t_now[active] = t_prev
             active = active[~done]
             if not len(active):
                 break
         return result, aux_out, calls, scores
+
+    @staticmethod
+    def stride_calls(timesteps, switch_calls, stride_steps, num_steps):
+        """Denoiser calls per sketch of a ``stride_steps`` run whose sketches switch after
+        ``switch_calls`` ``[B]`` fine steps (from :meth:`exit_steps`): those, plus one per
+        coarse timestep from the one reached down to 0."""
+        timesteps = np.asarray(timesteps)
+        coarse = np.asarray(respaced_timesteps(num_steps, int(stride_steps)))
+        k = np.asarray(switch_calls)
+        reached = np.where(k < len(timesteps), timesteps[np.minimum(k, len(timesteps) - 1)], -1)
+        after = np.where(reached >= 0, 1 + (coarse[None, :] < reached[:, None]).sum(1), 0)
+        return k + after
 
     @staticmethod
     def exit_steps(scores, threshold, min_steps=1):
@@ -224,3 +274,14 @@ class ShortcutSampler:
         hit = (scores >= threshold) & (steps >= min_steps)
         hit[-1] = True
         return np.argmax(hit, axis=0) + 1
+
+
+def _next_below(coarse, t):
+    """For each ``t``, the largest coarse timestep below it (-1 below the last); ``coarse`` is
+    descending (None: no coarse schedule, every entry -1)."""
+    t = np.asarray(t)
+    if coarse is None:
+        return np.full(t.shape, -1, np.int32)
+    below = coarse[None, :] < t[:, None]
+    idx = np.argmax(below, axis=1)
+    return np.where(below.any(1), coarse[idx], -1).astype(np.int32)

@@ -527,9 +527,12 @@ def class_conditions(loaded, labels):
 
 def run_shortcut_sampling(model_dir, output_dir, regressor_path, num_per_category=10,
                           threshold=0.9, min_steps=1, base="ddpm", steps=None, eta=0.0,
-                          variance_strength=1.0, seed=0, batch_size=100, loaded=None):
+                          variance_strength=1.0, seed=0, batch_size=100, loaded=None,
+                          write_files=True, stride_steps=None):
     """Class-conditional samples with the r-Shortcut sampler, written as ``sample.py`` does
-    (``samples.npz`` with the extra ``calls`` per sketch, a grid); returns the bundle."""
+    (``samples.npz`` with the extra ``calls`` per sketch, a grid, and with ``write_files`` the
+    per-sample svg / png files); returns the bundle. ``stride_steps=K``: switch to the K-step
+    respaced schedule (DDIM) instead of jumping to the x0-prediction."""
     from sketchtk.sampling.diffusion_generate import _write_sketch_files
     loaded = loaded or Loaded(model_dir)
     if loaded.model.cond_encoder is not None:
@@ -551,18 +554,20 @@ def run_shortcut_sampling(model_dir, output_dir, regressor_path, num_per_categor
         cond = class_conditions(loaded, labels[idx])
         x0, pen, used, _ = sampler.sample(x_T, mask, timesteps, threshold, min_steps, eta,
                                           variance_strength, (seed * 100003 + start, 2),
-                                          loaded.context(cond))
+                                          loaded.context(cond), stride_steps=stride_steps)
         calls[idx] = used
         for i, sketch in zip(idx, loaded.strokes(x0, pen, mask)):
             sketches[i] = sketch
     names = [categories[c] for c in labels]
     os.makedirs(output_dir, exist_ok=True)
-    _write_sketch_files(output_dir, sketches, names)
+    if write_files:
+        _write_sketch_files(output_dir, sketches, names)
     bundle = {"strokes": _object_array(sketches), "names": np.array(names), "labels": labels,
               "ref_index": np.full(len(labels), -1, np.int64), "conditional": np.bool_(True),
               "lengths": lengths, "seed": np.int64(seed), "sampler": np.array("shortcut"),
               "base_sampler": np.array(base), "steps": np.int64(len(timesteps)),
-              "threshold": np.float32(threshold), "calls": calls}
+              "threshold": np.float32(threshold), "calls": calls,
+              "stride_steps": np.int64(stride_steps or 0)}
     save_npz_atomic(os.path.join(output_dir, "samples.npz"), bundle, compressed=False)
     grid = [sketches[i] for c in range(len(categories))
             for i in np.flatnonzero(labels == c)[:10]]
@@ -623,7 +628,8 @@ def run_from_flags(flags):
                               flags.num_per_category, flags.shortcut_threshold,
                               flags.shortcut_min_steps, flags.shortcut_base, flags.steps,
                               flags.eta, flags.variance_strength, flags.seed, flags.batch_size,
-                              loaded=loaded)
+                              loaded=loaded, write_files=flags.write_files,
+                              stride_steps=flags.shortcut_stride_steps or None)
         return
     loaded = Loaded(flags.model_dir)
     common = dict(sampler=sampler, steps=flags.steps, eta=flags.eta, seed=flags.seed)

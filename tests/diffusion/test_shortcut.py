@@ -1,6 +1,11 @@
 """r-Shortcut: the regressor's contract and its loss on real data, and the sampler's call counts
 against the plain sampler, with a tiny model built here."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,8 +21,8 @@ from sketchtk.sampling import diffusion_apps as apps
 from tests.layer_checks import check_layer
 
 
-@pytest.fixture(scope="module")
-def loaded():
+def tiny_loaded():
+    """A tiny class-conditional model (untrained) on the embedded data, as ``Loaded``."""
     data = ps.prepare_point_data(load_sketch_data(None, DEFAULT_CATEGORIES), max_points=48)
     hp = get_preset("diffusion_smoke").replace(diffusion_steps=10, denoiser_units=16,
                                                denoiser_layers=1, class_conditional=True)
@@ -28,6 +33,11 @@ def loaded():
     return apps.Loaded(model=model, config={"categories": DEFAULT_CATEGORIES,
                                             "scale_factor": data.scale_factor},
                        splits={s: data[s] for s in ("train", "valid", "test")})
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return tiny_loaded()
 
 
 def _batch(loaded, n=6):
@@ -85,6 +95,36 @@ def test_shortcut_sampler_never_uses_more_calls_than_the_plain_sampler(loaded):
     np.testing.assert_array_equal(calls, 3)
 
 
+def test_shortcut_strides_take_the_coarse_schedule_after_the_switch(loaded):
+    test = loaded.test
+    lengths = np.array([len(s) for s in test.sketches[:5]])
+    mask = tf.sequence_mask(lengths, ps.padded_length(lengths.max()), dtype=tf.float32).numpy()
+    x_T = tf.random.stateless_normal(mask.shape + (loaded.model.channels,), (4, 1)).numpy()
+    context = loaded.context(apps.class_conditions(loaded, test.labels[:5]))
+    ts, num_steps = sampling_timesteps(loaded.model.process), loaded.model.process.num_steps
+    sampler, _ = _sampler(loaded, 0.0)
+    full, _, calls, scores = sampler.sample(x_T, mask, ts, threshold=2.0, seed=(4, 2),
+                                            context=context, stride_steps=3)
+    np.testing.assert_array_equal(calls, len(ts))  # never switched: the plain sampler
+    threshold = float(np.median(scores[1]))
+    strided, _, calls, _ = sampler.sample(x_T, mask, ts, threshold=threshold, seed=(4, 2),
+                                          context=context, stride_steps=3)
+    switch = ShortcutSampler.exit_steps(scores, threshold)
+    assert switch.min() < len(ts) - 2  # some sketches switch early
+    expected = ShortcutSampler.stride_calls(ts, switch, 3, num_steps)
+    np.testing.assert_array_equal(calls, expected)
+    assert np.all(calls <= len(ts)) and calls.min() < len(ts)
+    # a switched sketch ends on a denoised sample, not at the jump's x0-prediction
+    jumped, _, _, _ = sampler.sample(x_T, mask, ts, threshold=threshold, seed=(4, 2),
+                                     context=context)
+    early = switch < len(ts) - 2
+    assert np.all(np.isfinite(strided))
+    assert not np.allclose(strided[early], jumped[early], atol=1e-3)
+    assert not np.allclose(strided[early], full[early], atol=1e-3)
+    with pytest.raises(ValueError, match="stride_steps"):
+        sampler.sample(x_T, mask, ts, threshold=threshold, stride_steps=0)
+
+
 def test_regressor_loss_falls_on_real_sketches(loaded, classifier_run):
     from sketchtk.training.trainer import load_trained_model
     classifier, _ = load_trained_model(classifier_run)
@@ -103,3 +143,46 @@ def test_regressor_loss_falls_on_real_sketches(loaded, classifier_run):
     assert np.all(np.isfinite(losses))
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     assert valid_loss() < before  # held-out real sketches, not only the training batches
+
+
+_FRESH = textwrap.dedent("""
+    import glob, os, sys
+    import numpy as np
+    from sketchtk.sampling import diffusion_apps as apps   # does not import diffusion.shortcut
+    assert "sketchtk.diffusion.shortcut" not in sys.modules
+    path, inputs, out_dir = sys.argv[1:4]
+    regressor = apps.load_regressor(path)
+    x = np.load(inputs)
+    np.save(os.path.join(out_dir, "scores.npy"),
+            np.asarray(regressor(x["feats"], x["t"], x["mask"])))
+    from tests.diffusion.test_shortcut import tiny_loaded
+    loaded = tiny_loaded()
+    bundle = apps.run_shortcut_sampling(None, out_dir, path, num_per_category=2, threshold=0.5,
+                                        loaded=loaded, write_files=False, stride_steps=3)
+    assert not glob.glob(os.path.join(out_dir, "*.svg")), "write_files=False wrote svg files"
+""")
+
+
+@pytest.mark.slow
+def test_saved_regressor_loads_and_samples_in_a_fresh_process(loaded, tmp_path):
+    x_t, t, mask = _batch(loaded)
+    feats, t_norm, mask = (np.asarray(v, np.float32) for v in regressor_inputs(loaded.model, x_t,
+                                                                                t, mask))
+    regressor = RecognisabilityRegressor(units=8, seed=2)
+    wrapped = apps._regressor_model(regressor, feats.shape[-1])
+    path = str(tmp_path / "regressor.keras")
+    wrapped.save(path)
+    np.savez(tmp_path / "inputs.npz", feats=feats, t=t_norm, mask=mask)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", _FRESH, path, str(tmp_path / "inputs.npz"),
+                           str(tmp_path)], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"),
+                               regressor(feats, t_norm, mask).numpy(), rtol=1e-5, atol=1e-5)
+    bundle = np.load(tmp_path / "samples.npz", allow_pickle=True)
+    assert len(bundle["strokes"]) == 2 * len(DEFAULT_CATEGORIES)
+    assert np.all(bundle["calls"] <= 10) and int(bundle["stride_steps"]) == 3
+    assert os.path.exists(tmp_path / "grid.png")

@@ -94,3 +94,22 @@ def test_make_cond_encoder_names_the_choices():
     assert isinstance(make_cond_encoder("sketch", 4, 8), SequenceEncoder)
     with pytest.raises(ValueError, match="pointcloud"):
         make_cond_encoder("class", 4, 8)
+
+
+def test_norm_output_has_unit_rms_and_survives_a_config_round_trip(real):
+    absolute, delta, mask = real
+    for cls, x, kwargs in ((SetEncoder, absolute, dict(num_layers=1, num_heads=2)),
+                           (SequenceEncoder, delta, {})):
+        layer = cls(dim=6, units=8, output="norm", **kwargs)
+        out = layer(x, mask).numpy()
+        # unit RMS up to LayerNorm's epsilon (1e-3 on the variance)
+        np.testing.assert_allclose(np.sqrt(np.mean(out ** 2, axis=1)), 1.0, atol=0.05)
+        assert np.abs(out.mean(axis=1)).max() < 1e-4
+        assert out.std(0).max() > 1e-3  # differs between the sketches
+        copy = cls.from_config(layer.get_config())
+        copy(x, mask)
+        copy.set_weights(layer.get_weights())
+        assert copy.get_config()["output"] == "norm"
+        np.testing.assert_allclose(copy(x, mask).numpy(), out, atol=1e-5)
+    with pytest.raises(ValueError, match="norm"):
+        SetEncoder(dim=4, units=8, num_heads=2, output="relu")
