@@ -23,6 +23,14 @@ Departures, deliberate:
 - Samplers: ancestral (the per-frequency DDPM posterior, noise = the FFT of white noise,
   ``fourier_diffusion.py:35-75``) with a variance strength, and DDIM with ``eta`` per frequency
   (``fourier_diffusion.py:77-119`` is the eta = 0 case).
+- ``x0_range`` (rasters: ``(-1, 1)``) clips the predicted ``x0`` in the data domain before the
+  posterior mean (guided diffusion's ``clip_denoised``, ``guided_diffusion/gaussian_diffusion.py:
+  296``), and DDIM re-derives ``eps`` from the clipped ``x0``. The release clips ``pred_xstart``
+  too but forms its mean from ``eps`` (``fourier_diffusion.py:56-67``), which the clip does not
+  reach; with ``tau`` ending at 0 the first reverse step divides the network's eps error by
+  ``sqrt(ALPHABAR_FLOOR)`` (``x0`` error x316), and without the clip that error survives into the
+  sample (bench/compare_raster_diffusion.py: pure noise). Sequences (standardised, unbounded)
+  leave it off.
 """
 
 import numpy as np
@@ -67,11 +75,15 @@ class FourierSPDProcess(DiffusionProcess):
       num_steps: T.
       c1, c2, m: the spectrum ``S0`` (fit them with :mod:`sketchtk.diffusion.spectrum`).
       spatial_dims: 1 or 2.
+      x0_range: ``(low, high)`` to clip the sampler's predicted ``x0`` to (None = no clip).
     """
 
-    def __init__(self, num_steps, c1=1.59, c2=0.0086, m=2.0, spatial_dims=1):
+    def __init__(self, num_steps, c1=1.59, c2=0.0086, m=2.0, spatial_dims=1, x0_range=None):
         if spatial_dims not in (1, 2):
             raise ValueError(f"spatial_dims must be 1 or 2, got {spatial_dims}")
+        if x0_range is not None and not float(x0_range[0]) < float(x0_range[1]):
+            raise ValueError(f"x0_range must be (low, high) with low < high, got {x0_range}")
+        self.x0_range = None if x0_range is None else (float(x0_range[0]), float(x0_range[1]))
         self.num_steps = int(num_steps)
         self.c1, self.c2, self.m = float(c1), float(c2), float(m)
         self.spatial_dims = spatial_dims
@@ -168,11 +180,21 @@ class FourierSPDProcess(DiffusionProcess):
         x0_f = (xt_f - tf.complex(tf.sqrt(1.0 - ab), 0.0) * eps_f) / tf.complex(tf.sqrt(ab), 0.0)
         return self.from_freq(x0_f), model_out
 
+    def eps_from_x0(self, x0, x_t, t):
+        """``F eps = (F x_t - sqrt(ab) F x0) / sqrt(1 - ab)`` (the inverse of :meth:`predict`)."""
+        ab = self.alphabar(t, tf.shape(x_t))
+        one_minus = tf.maximum(1.0 - ab, 1e-12)
+        return self._filter(x_t, tf.math.rsqrt(one_minus)) - self._filter(
+            x0, tf.sqrt(ab / one_minus))
+
     def reverse_step(self, method, x_t, model_out, t, t_prev, noise, eta, variance_strength):
         """One ancestral (``ddpm``) or DDIM step; ``noise`` is white in the data domain, coloured
         per frequency by its variance (the FFT of white noise is white: the release's
         ``pixel_and_fourier_noise``, ``fourier_diffusion.py:8-11``)."""
         x0, eps = self.predict(model_out, x_t, t)
+        if self.x0_range is not None:
+            x0 = tf.clip_by_value(x0, *self.x0_range)
+            eps = self.eps_from_x0(x0, x_t, t)
         mean, var = self.posterior(x0, x_t, t, t_prev)
         if method == "ddpm":
             out = mean + self._filter(noise, variance_strength * tf.sqrt(var))

@@ -162,3 +162,67 @@ def test_real_absolute_sketches_have_a_red_spectrum_and_offsets_a_near_white_one
 def test_fit_rejects_a_spectrum_without_positive_values():
     with pytest.raises(ValueError, match="at least 3 positive"):
         spectrum.fit_spectrum(np.arange(4.0), np.zeros(4))
+
+
+@pytest.fixture(scope="module")
+def real_render(point_data):
+    """One real embedded drawing rendered at 24 px as RasterDiffusion sees it (ink +1, [1, W, W, 1])."""
+    from sketchtk.models.raster_diffusion import images_to_x0
+    from sketchtk.render.raster import render_sketches
+    return images_to_x0(render_sketches([point_data["train"].sketches[3]], width=24))
+
+
+def test_eps_from_x0_inverts_predict_per_frequency(real_render):
+    proc = spd.FourierSPDProcess(T, c1=0.0386, c2=2.1e-4, m=1.26, spatial_dims=2)
+    t = tf.constant([T // 2])
+    eps = tf.random.stateless_normal(real_render.shape, (4, 4))
+    x_t = proc.q_sample(real_render, t, eps)
+    x0_hat, _ = proc.predict(eps, x_t, t)
+    np.testing.assert_allclose(x0_hat.numpy(), real_render.numpy(), atol=1e-4)
+    np.testing.assert_allclose(proc.eps_from_x0(real_render, x_t, t).numpy(), eps.numpy(),
+                               atol=1e-4)
+
+
+def test_x0_clip_bounds_the_first_step_of_a_wrong_eps_and_keeps_the_oracle_step(real_render):
+    """At t = T - 1 (alphabar = ALPHABAR_FLOOR) an eps error of 0.05 becomes an x0 error of ~16:
+    without the clip it lands in x_{T-2}; clipped to the image range it cannot. With the true eps
+    (x0 inside [-1, 1]) the clipped and the plain step agree."""
+    consts = dict(c1=8.82, c2=1.12, m=11.9, spatial_dims=2)  # the exact-radius raster fit
+    plain = spd.FourierSPDProcess(T, **consts)
+    clipped = spd.FourierSPDProcess(T, **consts, x0_range=(-1.0, 1.0))
+    t, t_prev = tf.constant([T - 1]), tf.constant([T - 2])
+    eps = tf.random.stateless_normal(real_render.shape, (5, 5))
+    x_t = plain.q_sample(real_render, t, eps)
+    noise = tf.random.stateless_normal(real_render.shape, (6, 6))
+    wrong = eps + 0.05 * tf.random.stateless_normal(real_render.shape, (7, 7))
+    rms = lambda e: float(tf.sqrt(tf.reduce_mean(tf.square(e))))  # noqa: E731
+    for method in ("ddpm", "ddim"):
+        # the step the data itself would take: the one given the true eps (so the true x0)
+        target = plain.reverse_step(method, x_t, eps, t, t_prev, noise, 0.0, 1.0)
+        np.testing.assert_allclose(
+            clipped.reverse_step(method, x_t, eps, t, t_prev, noise, 0.0, 1.0).numpy(),
+            target.numpy(), atol=1e-3)
+        err_plain = plain.reverse_step(method, x_t, wrong, t, t_prev, noise, 0.0, 1.0) - target
+        err_clip = clipped.reverse_step(method, x_t, wrong, t, t_prev, noise, 0.0, 1.0) - target
+        assert rms(err_plain) > 2.0, method  # the x316 amplification reaches x_{T-2} (4.7)
+        # an x0 error of at most 2 per pixel, times sqrt(alphabar_{T-2}) <= 0.16 (0.35 measured)
+        assert rms(err_clip) < 0.5 and rms(err_clip) < rms(err_plain) / 5, method
+
+
+def test_x0_range_must_be_an_interval():
+    with pytest.raises(ValueError, match="low < high"):
+        spd.FourierSPDProcess(T, spatial_dims=2, x0_range=(1.0, -1.0))
+
+
+def test_raster_fit_is_a_power_law_through_the_measured_dc_power():
+    """A synthetic ring spectrum c1 / |f|^m with a DC power of 1000: fit_raster_spectrum recovers
+    c1 and m from the log-binned rings and puts S0(0) at the DC power."""
+    size = 48
+    radius = np.sqrt(np.fft.fftfreq(size)[:, None] ** 2 + np.fft.fftfreq(size)[None, :] ** 2)
+    freq, idx, count = np.unique(np.round(radius, 12).ravel(), return_inverse=True,
+                                 return_counts=True)
+    power = np.where(freq > 0, 0.04 / np.maximum(freq, 1e-12) ** 1.3, 1000.0)
+    fit = spectrum.fit_raster_spectrum(freq, power, count)
+    np.testing.assert_allclose([fit.c1, fit.m], [0.04, 1.3], rtol=0.02)
+    np.testing.assert_allclose(fit(0.0), 1000.0, rtol=1e-6)
+    assert fit.c2 < 0.01  # far below the first frequency 1/48
