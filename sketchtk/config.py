@@ -126,6 +126,7 @@ class HParams:
     cond_encoder: str = "none"  # none | pointcloud (set encoder: vectorisation) | sketch (self: abstraction)
     cond_encoder_units: int = 64  # width of the conditioning encoder (its vector has cond_dim entries)
     cond_encoder_out: str = "tanh"  # encoder output: tanh (ChiroDiff) | norm (linear + LayerNorm: no saturation)
+    cond_set_pointnet: bool = False  # pointcloud: per-point MLP + max-pool next to the feature token
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
     star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1))
     star_loss: str = "kl_rescaled"  # star: kl | kl_rescaled (Beta KL / nu, Gaussian x0-MSE / 2)

@@ -104,7 +104,7 @@ class StrokeDiffusion(keras.Model):
         if hp.cond_encoder != "none":
             self.cond_encoder = make_cond_encoder(hp.cond_encoder, hp.cond_dim,
                                                   hp.cond_encoder_units, hp.seed,
-                                                  hp.cond_encoder_out)
+                                                  hp.cond_encoder_out, hp.cond_set_pointnet)
         self.noise = keras.random.SeedGenerator(hp.seed + 23)
         self._mean = tf.constant(self.point_stats.mean, tf.float32)
         self._std = tf.constant(self.point_stats.std, tf.float32)

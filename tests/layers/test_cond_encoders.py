@@ -113,3 +113,19 @@ def test_norm_output_has_unit_rms_and_survives_a_config_round_trip(real):
         np.testing.assert_allclose(copy(x, mask).numpy(), out, atol=1e-5)
     with pytest.raises(ValueError, match="norm"):
         SetEncoder(dim=4, units=8, num_heads=2, output="relu")
+
+
+def test_pointnet_set_encoder_is_invariant_to_order_and_padding_but_not_to_the_points(real):
+    absolute, _, mask = real
+    layer = SetEncoder(dim=6, units=8, num_layers=1, num_heads=2, output="norm", pointnet=True)
+    base = layer(absolute, mask).numpy()
+    rng = np.random.default_rng(1)
+    shuffled = np.full_like(absolute, 5.0)  # junk in the padding too
+    for i in range(len(absolute)):
+        n = int(mask[i].sum())
+        shuffled[i, :n] = absolute[i, rng.permutation(n)]
+    np.testing.assert_allclose(layer(shuffled, mask).numpy(), base, atol=1e-5)
+    moved = absolute.copy()
+    moved[:, 0] += 1.0
+    assert np.abs(layer(moved, mask).numpy() - base).max() > 1e-3
+    assert layer.get_config()["pointnet"] is True
