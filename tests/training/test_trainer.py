@@ -86,13 +86,15 @@ def test_resume_is_exact(tmp_path):
     assert [r["loss"] for r in _history(straight)] == [r["loss"] for r in _history(resumed)]
 
 
-def test_resume_rejects_changed_model(tmp_path):
-    hp = get_preset("smoke").replace(num_steps=2, eval_every=2)
-    trainer.train_and_evaluate(hp, str(tmp_path), verbose=0)
+def test_resume_rejects_changed_model(smoke_run):
+    # The session's smoke run (the checks raise before anything is written to its directory).
+    before = sorted(os.listdir(smoke_run))
+    hp = get_preset("smoke")
     with pytest.raises(ConfigError, match="dec_rnn_size"):
-        trainer.train_and_evaluate(hp.replace(dec_rnn_size=16), str(tmp_path), verbose=0)
+        trainer.train_and_evaluate(hp.replace(dec_rnn_size=16), smoke_run, verbose=0)
     with pytest.raises(ConfigError, match="already holds a run"):
-        trainer.train_and_evaluate(hp, str(tmp_path), resume=False, verbose=0)
+        trainer.train_and_evaluate(hp, smoke_run, resume=False, verbose=0)
+    assert sorted(os.listdir(smoke_run)) == before
 
 
 def test_run_from_an_older_version_resumes_unless_a_new_hparam_is_changed():
