@@ -26,7 +26,7 @@ PEN_MODES = ("head", "channel")
 TIME_EMBEDDINGS = ("fourier", "sinusoidal")
 SAMPLE_XLA = ("auto", "on", "off")  # StrokeDiffusion.sample_xla
 COND_ENCODERS = ("none", "pointcloud", "sketch")  # sketchtk.layers.cond_encoders
-COND_ENCODER_OUTS = ("tanh", "norm")  # sketchtk.layers.cond_encoders.OUTPUTS
+COND_ENCODER_OUTS = ("tanh", "norm", "batchnorm")  # sketchtk.layers.cond_encoders.OUTPUTS
 PROCESSES = ("gaussian", "star", "spd")  # sketchtk.diffusion: process, star, spd
 STAR_POSITIONS = ("gaussian", "beta")  # the star-shaped family of the (x, y) channels
 STAR_LOSSES = ("kl", "kl_rescaled")
@@ -125,7 +125,7 @@ class HParams:
     sample_xla: str = "auto"  # XLA-compile the reverse loop: auto (= off, measured) | on | off
     cond_encoder: str = "none"  # none | pointcloud (set encoder: vectorisation) | sketch (self: abstraction)
     cond_encoder_units: int = 64  # width of the conditioning encoder (its vector has cond_dim entries)
-    cond_encoder_out: str = "tanh"  # encoder output: tanh (ChiroDiff) | norm (linear + LayerNorm: no saturation)
+    cond_encoder_out: str = "tanh"  # encoder output: tanh (ChiroDiff) | norm (linear + LayerNorm: no saturation) | batchnorm
     cond_set_pointnet: bool = False  # pointcloud: per-point MLP + max-pool next to the feature token
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
     star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1))

@@ -29,6 +29,13 @@ et al. 2017). Why: the points are centred, so at initialisation (near-uniform at
 embedding) the feature token sees only their mean, which is zero for every sketch; measured on
 the 250-step ``norm`` run, the vector was still nearly the same for all sketches (spread 0.03,
 right vs another sketch's condition within 0.2% of loss).
+
+``output="batchnorm"``: a linear projection and a parameter-free BatchNorm (moving statistics at
+inference). It removes what is common to the batch's vectors, so the encoder cannot hand the
+denoiser a constant (a learned bias) in place of a description of the sketch, and every entry
+varies across sketches with unit variance from the first step (the batch-normalised latent of
+BN-VAE, Zhu et al. 2020, against posterior collapse). Measured: with ``pointnet`` and ``norm``
+the 250-step pointcloud vector was still constant (spread 0.04, loss gap 0.3%).
 """
 
 import keras
@@ -107,7 +114,7 @@ class SetEncoder(keras.layers.Layer):
             pooled = tf.reduce_max(tf.where(real, h[:, 1:], tf.cast(-1e4, h.dtype)), axis=1)
             feat = tf.concat([feat, pooled], axis=-1)
         out = self.out(feat)
-        return out if self.norm is None else self.norm(out)
+        return out if self.norm is None else self.norm(out, training=training)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "units": self.units,
@@ -162,7 +169,7 @@ class SequenceEncoder(keras.layers.Layer):
         fwd = tf.gather(h[..., :self.units], last, axis=1, batch_dims=1)
         bwd = h[:, 0, self.units:]
         out = self.out(tf.concat([fwd, bwd], axis=-1))
-        return out if self.norm is None else self.norm(out)
+        return out if self.norm is None else self.norm(out, training=training)
 
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "units": self.units,
@@ -170,18 +177,22 @@ class SequenceEncoder(keras.layers.Layer):
 
 
 COND_ENCODERS = {"pointcloud": SetEncoder, "sketch": SequenceEncoder}
-OUTPUTS = ("tanh", "norm")
+OUTPUTS = ("tanh", "norm", "batchnorm")
 
 
 def _output_layers(dim, output):
-    """The encoder's last layers: ``tanh`` (ChiroDiff ``latent_proj``) or ``norm`` (linear, then
-    a LayerNorm without scale / offset: unit RMS, no saturation)."""
+    """The encoder's last layers: ``tanh`` (ChiroDiff ``latent_proj``), ``norm`` (linear, then
+    a LayerNorm without scale / offset: unit RMS, no saturation) or ``batchnorm`` (linear, then a
+    BatchNorm without scale / offset: every entry has mean 0 and variance 1 over the batch)."""
     if output not in OUTPUTS:
         raise ValueError(f"unknown encoder output {output!r}; choose one of {list(OUTPUTS)}")
     proj = keras.layers.Dense(dim, activation="tanh" if output == "tanh" else None,
                               name="latent_proj")
-    norm = (keras.layers.LayerNormalization(center=False, scale=False, name="latent_norm")
-            if output == "norm" else None)
+    norm = None
+    if output == "norm":
+        norm = keras.layers.LayerNormalization(center=False, scale=False, name="latent_norm")
+    elif output == "batchnorm":
+        norm = keras.layers.BatchNormalization(center=False, scale=False, name="latent_norm")
     return proj, norm
 
 

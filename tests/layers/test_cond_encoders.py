@@ -96,7 +96,7 @@ def test_make_cond_encoder_names_the_choices():
         make_cond_encoder("class", 4, 8)
 
 
-def test_norm_output_has_unit_rms_and_survives_a_config_round_trip(real):
+def test_norm_outputs_are_normalised_and_survive_a_config_round_trip(real):
     absolute, delta, mask = real
     for cls, x, kwargs in ((SetEncoder, absolute, dict(num_layers=1, num_heads=2)),
                            (SequenceEncoder, delta, {})):
@@ -111,7 +111,14 @@ def test_norm_output_has_unit_rms_and_survives_a_config_round_trip(real):
         copy.set_weights(layer.get_weights())
         assert copy.get_config()["output"] == "norm"
         np.testing.assert_allclose(copy(x, mask).numpy(), out, atol=1e-5)
-    with pytest.raises(ValueError, match="norm"):
+    # batchnorm: in training what is common to the batch is removed (every entry has mean 0 over
+    # the batch; variance v / (v + 1e-3) for a pre-norm variance v); inference: moving statistics
+    layer = SequenceEncoder(dim=6, units=8, output="batchnorm")
+    out = layer(delta, mask, training=True).numpy()
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
+    assert np.all(out.std(0) <= 1.0) and out.std(0).max() > 0.1
+    assert not np.allclose(layer(delta, mask).numpy(), out, atol=1e-3)
+    with pytest.raises(ValueError, match="batchnorm"):
         SetEncoder(dim=4, units=8, num_heads=2, output="relu")
 
 
