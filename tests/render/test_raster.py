@@ -132,3 +132,40 @@ def test_coverage_table_is_exact_for_axis_aligned_lines():
     np.testing.assert_allclose(table[0, columns], 1.0 - distances, atol=1e-6)
     # a 45-degree line through the pixel centre covers 1 - 2 corner triangles of area 0.043
     assert table[-1, centre] == pytest.approx(1.0 - (1.0 - np.sqrt(0.5)) ** 2, abs=1e-4)
+
+
+def _line_cases():
+    """Single strokes that stress the per-segment candidate windows: long lines at many angles
+    (each spans the canvas, so the fit puts its ends on the margin), lines along the canvas edges
+    (a closed square: its sides lie on the fitted box) and a zigzag of short segments."""
+    cases = {}
+    for degrees in (0, 5, 20, 30, 40, 45, 50, 60, 70, 85, 90, 135, 160, 200, 300):
+        angle = np.radians(degrees)
+        cases[f"line {degrees} deg"] = np.array(
+            [[0, 0, 0], [100 * np.cos(angle), 100 * np.sin(angle), 1]], np.float32)
+    cases["square on the box edge"] = np.array(
+        [[0, 0, 0], [40, 0, 0], [0, 40, 0], [-40, 0, 0], [0, -40, 1]], np.float32)
+    zigzag = [[0, 0, 0]] + [[6, 4 * (-1) ** i, 0] for i in range(12)]  # turns < 90 degrees
+    zigzag[-1][2] = 1
+    cases["zigzag"] = np.array(zigzag, np.float32)
+    return cases
+
+
+@pytest.mark.parametrize("width, margin", [(48, 1.5), (17, 0.0)])
+def test_candidate_windows_miss_no_ink(width, margin):
+    # Every pixel the cairo path inks must be inked by the fast path too: a candidate window
+    # that skipped a column or a row of a segment (long diagonals, strokes on the border with
+    # no margin, a small odd canvas) would leave a white pixel where cairo has ink.
+    cases = _line_cases()
+    fast = raster.render_sketches(list(cases.values()), width, margin=margin, workers=1)
+    cairo = raster.render_sketches(list(cases.values()), width, renderer="cairo_direct",
+                                   margin=margin, workers=1)
+    for name, got, want in zip(cases, fast.astype(int), cairo.astype(int)):
+        ink_got, ink_want = 255 - got, 255 - want
+        assert ink_want.sum() > 0, name
+        # no pixel cairo inks visibly (>= 8/255; the windows leave at most 1/255 blank) stays
+        # white, and pixels with real ink get at least a third of it
+        missed = ((ink_want >= 8) & (ink_got == 0)) | ((ink_want >= 40) & (ink_got < ink_want / 3))
+        assert not missed.any(), f"{name}: {int(missed.sum())} inked pixels left white"
+        assert np.abs(got - want).mean() <= 2.0, name
+        np.testing.assert_allclose(ink_got.sum(), ink_want.sum(), rtol=0.1, err_msg=name)
