@@ -114,15 +114,22 @@ def across_coverage_table():
     return np.clip(table, 0.0, 1.0).astype(np.float32)
 
 
-@functools.lru_cache(maxsize=1)
 def _table_tensor():
-    """The flat table as a tensor, made once (an argument of ``_splat``, not a constant in it)."""
+    """The flat table as a tensor (an argument of ``_splat``, not a constant in it); made once
+    when eager, a graph constant when traced (a cached tensor must not leak between graphs)."""
+    if tf.executing_eagerly():
+        return _eager_table()
+    return tf.constant(across_coverage_table().reshape(-1))
+
+
+@functools.lru_cache(maxsize=1)
+def _eager_table():
     return tf.constant(across_coverage_table().reshape(-1))
 
 
 @functools.lru_cache(maxsize=64)
 def _shape_carrier(size):
-    """int8 zeros ``[size]``: hands a padded size to an XLA stage as a static shape."""
+    """int8 zeros ``[size]`` (eager only): hands a padded size to an XLA stage as a shape."""
     return tf.zeros([size], tf.int8)
 
 
