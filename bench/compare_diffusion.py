@@ -17,6 +17,8 @@ Variants (``--variants``, comma separated):
 - ``star``: the mixed star-shaped process on delta offsets: Gaussian positions (linear schedule)
   + a Bernoulli pen state (cosine schedule), x0-prediction, rescaled KL;
 - ``star_beta``: the same with Beta positions (absolute coordinates mapped to (0, 1));
+- ``star_polar``: the star process on delta offsets with each offset as a direction angle (von
+  Mises) and a step length (Gaussian), both on the linear schedule, + the Bernoulli pen;
 - ``spd``: shortest-path diffusion on absolute coordinates with the spectrum fitted on the
   training data (``sketchtk.diffusion.spectrum``), pen head; ``spd_delta``: on delta offsets,
   whose spectrum is near-white (the fit is printed).
@@ -43,7 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-VARIANTS = ("ddpm", "ddpm_abs", "star", "star_beta", "spd", "spd_delta")
+VARIANTS = ("ddpm", "ddpm_abs", "star", "star_beta", "star_polar", "spd", "spd_delta")
 START = time.perf_counter()
 
 
@@ -88,6 +90,8 @@ def variant_hparams(name, base, args, spectra):
         return base.replace(representation="absolute", **pen_head)
     if name == "star":
         return base.replace(process="star", star_positions="gaussian")
+    if name == "star_polar":
+        return base.replace(process="star", star_positions="polar")
     if name == "star_beta":
         return base.replace(process="star", star_positions="beta", representation="absolute",
                             schedule="cosine")

@@ -10,7 +10,8 @@
 - ``chirodiff``, ``sketchknitter``: stroke diffusion as in those releases (CPU-sized);
   ``diffusion_smoke``: a tiny stroke-diffusion model for tests.
 - ``star_chirodiff``, ``spd_chirodiff`` (and ``star_smoke``, ``spd_smoke`` for tests): the
-  star-shaped and shortest-path processes (issue 12); ``spd_raster`` (``spd_raster_smoke``):
+  star-shaped and shortest-path processes (issue 12); ``star_polar_chirodiff``: star-shaped with
+  von Mises directions and Gaussian step lengths; ``spd_raster`` (``spd_raster_smoke``):
   shortest-path diffusion of 48 x 48 renders (``model=raster_diffusion``).
 """
 
@@ -34,6 +35,7 @@ PRESETS = {
     "star_smoke": presets.star_smoke,
     "spd_smoke": presets.spd_smoke,
     "star_chirodiff": presets.star_chirodiff,
+    "star_polar_chirodiff": presets.star_polar_chirodiff,
     "spd_chirodiff": presets.spd_chirodiff,
     "spd_raster_smoke": presets.spd_raster_smoke,
     "spd_raster": presets.spd_raster,

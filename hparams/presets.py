@@ -212,6 +212,12 @@ def star_chirodiff():
     return dataclasses.replace(chirodiff(), process="star")
 
 
+def star_polar_chirodiff():
+    """``star_chirodiff`` with each delta offset as a direction angle (von Mises, kappa_t = the
+    linear schedule's SNR) and a step length (Gaussian), + the Bernoulli pen."""
+    return dataclasses.replace(star_chirodiff(), star_positions="polar")
+
+
 def spd_chirodiff():
     """ChiroDiff's configuration with shortest-path diffusion on absolute coordinates and a pen
     head (the fitted spectrum; delta offsets are near-white, where SPD is close to DDPM)."""

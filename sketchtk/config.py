@@ -28,7 +28,7 @@ SAMPLE_XLA = ("auto", "on", "off")  # StrokeDiffusion.sample_xla
 COND_ENCODERS = ("none", "pointcloud", "sketch")  # sketchtk.layers.cond_encoders
 COND_ENCODER_OUTS = ("tanh", "norm", "batchnorm")  # sketchtk.layers.cond_encoders.OUTPUTS
 PROCESSES = ("gaussian", "star", "spd")  # sketchtk.diffusion: process, star, spd
-STAR_POSITIONS = ("gaussian", "beta")  # the star-shaped family of the (x, y) channels
+STAR_POSITIONS = ("gaussian", "beta", "polar")  # the star-shaped family of the (x, y) channels
 STAR_LOSSES = ("kl", "kl_rescaled")
 DEC_MODELS = ("lstm", "layer_norm", "hyper")
 # float32, or bfloat16 operands for the stroke decoder's matmuls (sketchtk.layers.precision)
@@ -127,8 +127,9 @@ class HParams:
     cond_encoder_units: int = 64  # width of the conditioning encoder (its vector has cond_dim entries)
     cond_encoder_out: str = "tanh"  # encoder output: tanh (ChiroDiff) | norm (linear + LayerNorm: no saturation) | batchnorm
     cond_set_pointnet: bool = False  # pointcloud: per-point MLP + max-pool next to the feature token
+    cond_set_fourier: int = 0  # pointcloud: random Fourier frequencies of the point coordinates (0 = raw x, y)
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
-    star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1))
+    star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1)) | polar (von Mises direction + Gaussian length)
     star_loss: str = "kl_rescaled"  # star: kl | kl_rescaled (Beta KL / nu, Gaussian x0-MSE / 2)
     star_stat_batches: int = 10  # star: training batches averaged into the per-t G_t statistics
     star_beta_range: float = 4.0  # star beta: normalised coords in [-r, r] map to (0, 1) (clipped)

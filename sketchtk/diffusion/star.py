@@ -2,7 +2,8 @@
 
 ``StarShapedProcess`` joins families (``star_families``) over channel groups of ``x0`` on one
 shared T; for a sketch (``make_sketch_star_process``): Gaussian or Beta on the two position
-channels plus a categorical (Bernoulli) pen state, each with its own schedule.
+channels, or von Mises on a step's direction plus Gaussian on its length (``polar``), plus a
+categorical (Bernoulli) pen state, each with its own schedule.
 
 It does not implement :class:`sketchtk.diffusion.process.DiffusionProcess`: the network sees the
 tail statistic ``G_t``, not an ``x_t``, predicts ``x0`` and is trained with a KL; there is no
@@ -269,11 +270,22 @@ class StarShapedProcess:
 
 def make_sketch_star_process(num_steps, positions="gaussian", position_schedule="linear",
                              pen_schedule="cosine", loss="kl_rescaled"):
-    """The mixed sketch process: ``positions`` (``gaussian`` on normalised coordinates or
-    ``beta`` on coordinates mapped to (0, 1)) on 2 channels + a Bernoulli pen state (2 one-hot
-    channels), each family with its own schedule on one shared T."""
-    if positions not in ("gaussian", "beta"):
-        raise ValueError(f"star positions must be gaussian or beta, got {positions!r}")
-    pos = make_family(positions, num_steps, position_schedule)
+    """The mixed sketch process, each family with its own schedule on one shared T:
+
+    - ``gaussian`` (normalised coordinates) or ``beta`` (coordinates mapped to (0, 1)) on the 2
+      position channels + a Bernoulli pen state (2 one-hot channels);
+    - ``polar``: a point's step as a direction angle (von Mises, ``VM(theta_0, kappa_t)``,
+      ``kappa_t`` = the SNR of ``position_schedule``) and a step length (Gaussian, the same
+      schedule) + the Bernoulli pen: channels ``[theta, r, pen0, pen1]``; the network outputs
+      ``[2 (direction vector), 1 (length), 2 (pen logits)]``.
+    """
+    if positions not in ("gaussian", "beta", "polar"):
+        raise ValueError(f"star positions must be gaussian, beta or polar, got {positions!r}")
     pen = make_family("categorical", num_steps, pen_schedule, num_classes=2)
+    if positions == "polar":
+        return StarShapedProcess([
+            Part("direction", make_family("von_mises", num_steps, position_schedule), 1),
+            Part("length", make_family("gaussian", num_steps, position_schedule), 1),
+            Part("pen", pen, 2)], loss=loss)
+    pos = make_family(positions, num_steps, position_schedule)
     return StarShapedProcess([Part("positions", pos, 2), Part("pen", pen, 2)], loss=loss)

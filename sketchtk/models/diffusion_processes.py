@@ -4,8 +4,9 @@
   ``DiffusionProcess``: the model, the shared samplers and the loss need nothing else; the pen
   comes from the pen head, so ``pen_mode=head``).
 - ``process=star``: :class:`StarAdapter` wraps the mixed star-shaped process
-  (:func:`sketchtk.diffusion.star.make_sketch_star_process`: Gaussian or Beta positions + a
-  Bernoulli pen state on one T) for the model: ``x0`` of a batch, the network input
+  (:func:`sketchtk.diffusion.star.make_sketch_star_process`: Gaussian or Beta positions, or
+  ``star_positions=polar``: each normalised (x, y) as a direction angle (von Mises) and a length
+  (Gaussian), + a Bernoulli pen state on one T) for the model: ``x0`` of a batch, the network input
   (normalised ``G_t``), the KL losses and generation. The per-t statistics of ``G_t`` are
   non-trainable weights of the model (saved with it, in checkpoints and ``.keras``), the running
   mean of the first ``star_stat_batches`` training batches (as the reference averages
@@ -37,8 +38,10 @@ def make_process(hp, model):
 class StarAdapter:
     """``StrokeDiffusion``'s star-shaped path (see the module docstring).
 
-    The denoiser's output channels are ``[x, y, pen logit 0, pen logit 1]``: the model treats
-    it as a two-channel output plus a pen head, and decodes the pen from softmax probabilities.
+    The denoiser's output channels are ``[x, y, pen logit 0, pen logit 1]`` (``polar``:
+    ``[direction vector (2), length, pen logits (2)]``): the model treats it as a
+    ``position_out_channels`` output plus a pen head, and decodes the pen from softmax
+    probabilities.
     """
 
     def __init__(self, hp, model):
@@ -46,6 +49,8 @@ class StarAdapter:
         self.process = make_sketch_star_process(hp.diffusion_steps, positions=hp.star_positions,
                                                 position_schedule=hp.schedule, loss=hp.star_loss)
         self.beta = hp.star_positions == "beta"
+        self.polar = hp.star_positions == "polar"
+        self.position_out_channels = self.process.out_channels - 2  # the pen's 2 logits follow
         steps, stat = self.process.num_steps, self.process.stat_channels
         init = np.stack([np.zeros((steps, stat)), np.ones((steps, stat))]).astype(np.float32)
         self.stats = model.add_weight(shape=init.shape, initializer=keras.initializers.Constant(
@@ -56,8 +61,11 @@ class StarAdapter:
     # -------------------------------------------------------------- representation
 
     def x0(self, points, mask, mean, std):
-        """``[B, L, 4]``: positions in the family's domain + the one-hot pen state."""
+        """``[B, L, 4]``: positions in the family's domain + the one-hot pen state (``polar``:
+        ``[theta, r]`` of the normalised (x, y), ``theta = atan2(y, x)``, then the pen)."""
         xy = (points[..., :2] - mean) / std
+        if self.polar:
+            xy = tf.stack([tf.atan2(xy[..., 1], xy[..., 0]), tf.norm(xy, axis=-1)], axis=-1)
         if self.beta:
             r = self.hp.star_beta_range
             xy = tf.clip_by_value(0.5 + xy / (2.0 * r), _UNIT_EPS, 1.0 - _UNIT_EPS)
@@ -65,8 +73,12 @@ class StarAdapter:
         return tf.concat([xy, pen], axis=-1) * mask[..., None]
 
     def positions(self, x0_hat):
-        """Normalised (x, y) from the positions of ``x0_hat``."""
+        """Normalised (x, y) from the positions of ``x0_hat`` (``polar``: ``max(r, 0)
+        (cos theta, sin theta)``)."""
         xy = x0_hat[..., :2]
+        if self.polar:
+            r = tf.maximum(xy[..., 1], 0.0)
+            return tf.stack([r * tf.cos(xy[..., 0]), r * tf.sin(xy[..., 0])], axis=-1)
         return (xy - 0.5) * 2.0 * self.hp.star_beta_range if self.beta else xy
 
     # -------------------------------------------------------------- training
@@ -90,12 +102,13 @@ class StarAdapter:
         return x0, self.process.network_input(g, t, self.stats) * mask[..., None]
 
     def losses(self, out, pen_logits, x0, t, mask):
-        """``loss`` (the KL, summed over both parts), ``diffusion_loss`` (positions) and
-        ``pen_kl``."""
+        """``loss`` (the KL, summed over the parts), ``diffusion_loss`` (the position parts)
+        and ``pen_kl``."""
         full = tf.concat([out, pen_logits], axis=-1)
         parts = self.process.part_losses(full, x0, t, mask)
         loss = tf.reduce_mean(self.process.loss(full, x0, t, mask))
-        return {"loss": loss, "diffusion_loss": parts["positions"], "pen_kl": parts["pen"]}
+        position = tf.add_n([v for k, v in parts.items() if k != "pen"])
+        return {"loss": loss, "diffusion_loss": position, "pen_kl": parts["pen"]}
 
     # -------------------------------------------------------------- sampling
 

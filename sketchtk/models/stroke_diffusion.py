@@ -88,8 +88,8 @@ class StrokeDiffusion(keras.Model):
         if hp.process != "gaussian":
             from sketchtk.models.diffusion_processes import make_process
             self.process, self.star = make_process(hp, self)
-            if self.star is not None:  # (x, y) x0-prediction + the Bernoulli pen's two logits
-                self.channels, self.pen_head = 2, True
+            if self.star is not None:  # position x0-prediction + the Bernoulli pen's two logits
+                self.channels, self.pen_head = self.star.position_out_channels, True
         self.denoiser = make_denoiser(
             hp.denoiser, out_channels=self.channels + (2 if self.pen_head else 0),
             units=hp.denoiser_units, num_layers=hp.denoiser_layers, num_heads=hp.denoiser_heads,
@@ -104,7 +104,8 @@ class StrokeDiffusion(keras.Model):
         if hp.cond_encoder != "none":
             self.cond_encoder = make_cond_encoder(hp.cond_encoder, hp.cond_dim,
                                                   hp.cond_encoder_units, hp.seed,
-                                                  hp.cond_encoder_out, hp.cond_set_pointnet)
+                                                  hp.cond_encoder_out, hp.cond_set_pointnet,
+                                                  hp.cond_set_fourier)
         self.noise = keras.random.SeedGenerator(hp.seed + 23)
         self._mean = tf.constant(self.point_stats.mean, tf.float32)
         self._std = tf.constant(self.point_stats.std, tf.float32)
