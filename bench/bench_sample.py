@@ -9,9 +9,12 @@ all timed **interleaved** (one call of each per round), medians over the rounds,
 matmul limit (float32 / bfloat16 at 2048^3 and at the LSTM-512 step shape) measured at every round;
 each row is also given as a fraction of that limit.
 
-Weights are freshly initialised (the same seed for every row): an untrained decoder rarely emits
-the end token, so sketches run (nearly) all ``max_len`` steps; a loop that still ended early is
-reported per ``max_len`` steps (``sketches/s x steps run / max_len``, the ``steps`` column).
+Weights are freshly initialised (the same seed for every row). An untrained decoder may emit the
+end token early (the fresh LSTM-512 ends every sketch within ~45 steps), so the timed samplers run
+with ``Sampler(ignore_end=True)``: no row stops at its end token and every call decodes all
+``max_len`` steps, the same work per step as a real sketch (the ``steps`` column shows it).
+``--stop_at_end`` times the normal early-stopping sampler instead, its rate then scaled to
+``max_len`` steps (``sketches/s x steps run / max_len``).
 
 Usage: python bench/bench_sample.py [--quick] [--batch=100] [--max_len=250] [--rounds=5]
 The last line printed is one JSON object with the headline figures.
@@ -72,6 +75,8 @@ def main():
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--xla", action="store_true", help="compile the whole loop with XLA")
+    parser.add_argument("--stop_at_end", action="store_true",
+                        help="time the early-stopping sampler (default: every row runs max_len)")
     args = parser.parse_args()
     max_len = args.max_len or (60 if args.quick else 250)
     rounds = args.rounds or (2 if args.quick else 5)
@@ -85,7 +90,7 @@ def main():
         parts = name.split("-")
         precision = "mixed_bfloat16" if parts[-1] == "bf16" else "float32"
         model = build(parts[0], int(parts[1]), max_len, precision)
-        samplers[name] = Sampler(model, jit_compile=args.xla)
+        samplers[name] = Sampler(model, jit_compile=args.xla, ignore_end=not args.stop_at_end)
         samplers[name].sample_stroke5(z, 0.24, seed=99)  # trace (and compile) at this batch size
         if precision == "float32":
             refs[name] = ReferenceStyleSampler(model, max_len=max_len)
@@ -126,7 +131,8 @@ def main():
             "reference_style_sketches_per_s": ref_rate,
             "speedup_vs_reference_style": (args.batch / seconds / ref_rate) if ref_rate else None,
         }
-    print(f"bench_sample: batch {args.batch}, max_len {max_len} (every sketch runs all steps), "
+    mode = "stops at the end token, scaled" if args.stop_at_end else "ignore_end: all steps"
+    print(f"bench_sample: batch {args.batch}, max_len {max_len} ({mode}), "
           f"{rounds} interleaved rounds, load average {load_start} -> {load_average()}")
     print(f"matmul peak this run: {format_peaks(peaks)}")
     header = (f"{'config':16s} {'sketches/s':>10s} {'steps':>6s} {'GFLOP/s':>8s} {'of step':>8s} "
@@ -152,6 +158,7 @@ def main():
         print(f"context (constant, not measured here): {label} {rate} sketches/s")
     print(json.dumps({"bench": "sample", "quick": args.quick, "batch": args.batch,
                       "max_len": max_len, "rounds": rounds, "xla": args.xla,
+                      "ignore_end": not args.stop_at_end,
                       "peak_gflops": {d: {k: round(v, 1) for k, v in s.items()}
                                       for d, s in peaks.items()},
                       "configs": {n: {k: (round(v, 4) if isinstance(v, float) else v)

@@ -92,16 +92,23 @@ class Sampler:
       jit_compile: compile the whole decoding loop with XLA (default False).
       std_scaling: ``"tau"`` (reference codes, default) or ``"sqrt_tau"`` (papers); see
         ``sample_point``.
+      ignore_end: benchmarking only (default False): no row stops at its end token (the end
+        row is fed back like any point and decoding goes on), so every call decodes ``max_len``
+        steps, the same work per step as a real sketch; the rows are no sketches.
+        ``bench/bench_sample.py`` uses it to time full-length decoding with untrained weights,
+        which end early.
 
     Example:
       >>> sampler = Sampler(model)
       >>> sketches = sampler.sample(z, temperature=0.24, seed=0)   # list of stroke-3 arrays
     """
 
-    def __init__(self, model, max_len=None, jit_compile=False, std_scaling="tau"):
+    def __init__(self, model, max_len=None, jit_compile=False, std_scaling="tau",
+                 ignore_end=False):
         if std_scaling not in STD_SCALINGS:
             raise ValueError(f"std_scaling {std_scaling!r}; choose one of {list(STD_SCALINGS)}")
         self.std_scaling = std_scaling
+        self.ignore_end = bool(ignore_end)
         self.model = model
         self.decoder = model.decoder
         self.max_len = int(max_len or model.max_seq_len)
@@ -116,6 +123,8 @@ class Sampler:
     def _draw_impl(self, params, temperature, noise, done):
         point, pen = sample_point(params, temperature, None, self.std_scaling, noise=noise)
         end_row = tf.constant([0.0, 0.0, 0.0, 0.0, 1.0], point.dtype)
+        if self.ignore_end:  # benchmarking: the loop runs max_len steps (see __init__)
+            return point, done
         return tf.where(done[:, None], end_row, point), done | tf.equal(pen, 2)
 
     def _decode_impl(self, z, temperature, seed):

@@ -151,3 +151,29 @@ def test_unconditional_codes_follow_the_chosen_component(model):
     z_all, comps_all = model.sample_prior(3000, seed=6)
     freq = np.bincount(np.asarray(comps_all), minlength=model.gmm.num_components) / 3000
     np.testing.assert_allclose(freq, model.gmm.alpha.numpy(), atol=0.04)
+
+
+def test_ignore_end_decodes_max_len_steps_for_the_benchmark(model):
+    """bench_sample's full-length mode: an always-ending decoder still runs all max_len steps,
+    and the first point is the one the normal sampler draws with the same seed."""
+    class AlwaysEnding:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def step(self, x, z, state, projected=None, constants=None):
+            params, state = self.inner.step(x, z, state, projected, constants)
+            pen = tf.constant([[-50.0, -50.0, 50.0]])
+            return tf.concat([tf.zeros_like(params[:, :3]) + pen, params[:, 3:]], 1), state
+
+    z, _ = model.sample_prior(3, seed=0)
+    outs = []
+    for ignore_end in (False, True):
+        sampler = Sampler(model, max_len=6, ignore_end=ignore_end)
+        sampler.decoder = AlwaysEnding(model.decoder)
+        outs.append(sampler.sample_stroke5(z, 0.24, seed=0).numpy())
+    assert outs[0].shape[1] == 1 and outs[1].shape[1] == 6
+    assert np.all(outs[1][..., 4] == 1)
+    np.testing.assert_array_equal(outs[1][:, :1], outs[0])
