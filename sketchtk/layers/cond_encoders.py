@@ -39,6 +39,7 @@ the 250-step pointcloud vector was still constant (spread 0.04, loss gap 0.3%).
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sketchtk.layers.denoisers.transformer import (build_encoder_blocks, make_encoder_blocks,
@@ -56,6 +57,10 @@ class SetEncoder(keras.layers.Layer):
       num_heads: attention heads (``units`` divisible by it).
       output: ``tanh`` (ChiroDiff) or ``norm`` (linear + LayerNorm; see the module docstring).
       pointnet: a per-point MLP embedding and a max-pool next to the token (module docstring).
+      fourier: 0, or the number of random Fourier frequencies (scale ``fourier_scale``, seeded by
+        ``seed``, fixed) whose sines and cosines of the points replace their raw coordinates
+        (default scale 0.25: the centred positions have a standard deviation of about 2 on the
+        embedded data, so the phases spread over about +-3 rad).
 
     Call arguments:
       points: ``[B, L, F]`` point features (e.g. absolute x, y), any order.
@@ -70,13 +75,15 @@ class SetEncoder(keras.layers.Layer):
     """
 
     def __init__(self, dim=32, units=64, num_layers=2, num_heads=4, output="tanh", pointnet=False,
-                 **kwargs):
+                 fourier=0, fourier_scale=0.25, seed=0, **kwargs):
         super().__init__(**kwargs)
         if units % num_heads:
             raise ValueError(f"units={units} must be divisible by num_heads={num_heads}")
         self.dim, self.units = int(dim), int(units)
         self.num_layers, self.num_heads, self.output_kind = int(num_layers), int(num_heads), output
         self.pointnet = bool(pointnet)
+        self.fourier, self.fourier_scale, self.seed = int(fourier), float(fourier_scale), int(seed)
+        self.freqs = None
         self.embed = keras.layers.Dense(self.units, name="embed")
         self.point_mlp = (keras.layers.Dense(self.units, activation="silu", name="point_mlp")
                           if self.pointnet else None)
@@ -86,6 +93,11 @@ class SetEncoder(keras.layers.Layer):
     def build(self, points_shape, point_mask_shape=None):
         # one extra input feature flags the feature token (ChiroDiff's third coordinate)
         width = int(points_shape[-1]) + 1
+        if self.fourier:
+            rng = np.random.default_rng(self.seed + 101)
+            self.freqs = tf.constant(self.fourier_scale * rng.standard_normal(
+                (int(points_shape[-1]), self.fourier)), tf.float32)
+            width = 2 * self.fourier + 1
         if self.point_mlp is not None:
             self.point_mlp.build((None, None, width))
             width = self.units
@@ -97,6 +109,9 @@ class SetEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, points, point_mask, training=False):
+        if self.freqs is not None:  # sin / cos of random projections of the coordinates
+            phase = 2.0 * np.pi * tf.matmul(tf.cast(points, tf.float32), self.freqs)
+            points = tf.concat([tf.sin(phase), tf.cos(phase)], -1)
         points = tf.cast(points, self.compute_dtype)
         batch = tf.shape(points)[0]
         feat = int(points.shape[-1])
@@ -119,7 +134,8 @@ class SetEncoder(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "dim": self.dim, "units": self.units,
                 "num_layers": self.num_layers, "num_heads": self.num_heads, "output": self.output_kind,
-                "pointnet": self.pointnet}
+                "pointnet": self.pointnet, "fourier": self.fourier,
+                "fourier_scale": self.fourier_scale, "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="sketchtk")
@@ -196,11 +212,11 @@ def _output_layers(dim, output):
     return proj, norm
 
 
-def make_cond_encoder(name, dim, units, seed=0, output="tanh", pointnet=False):
+def make_cond_encoder(name, dim, units, seed=0, output="tanh", pointnet=False, fourier=0):
     """The encoder for ``cond_encoder=name`` (``pointcloud`` or ``sketch``)."""
     if name == "pointcloud":
         return SetEncoder(dim=dim, units=units, num_layers=2, num_heads=4, output=output,
-                          pointnet=pointnet, name="set_encoder")
+                          pointnet=pointnet, fourier=fourier, seed=seed, name="set_encoder")
     if name == "sketch":
         return SequenceEncoder(dim=dim, units=units, num_layers=1, seed=seed, output=output,
                                name="sequence_encoder")

@@ -122,9 +122,10 @@ def test_norm_outputs_are_normalised_and_survive_a_config_round_trip(real):
         SetEncoder(dim=4, units=8, num_heads=2, output="relu")
 
 
-def test_pointnet_set_encoder_is_invariant_to_order_and_padding_but_not_to_the_points(real):
+def test_pointnet_fourier_set_encoder_is_invariant_to_order_and_padding_not_to_the_points(real):
     absolute, _, mask = real
-    layer = SetEncoder(dim=6, units=8, num_layers=1, num_heads=2, output="norm", pointnet=True)
+    layer = SetEncoder(dim=6, units=8, num_layers=1, num_heads=2, output="norm", pointnet=True,
+                       fourier=8)
     base = layer(absolute, mask).numpy()
     rng = np.random.default_rng(1)
     shuffled = np.full_like(absolute, 5.0)  # junk in the padding too
@@ -135,4 +136,9 @@ def test_pointnet_set_encoder_is_invariant_to_order_and_padding_but_not_to_the_p
     moved = absolute.copy()
     moved[:, 0] += 1.0
     assert np.abs(layer(moved, mask).numpy() - base).max() > 1e-3
-    assert layer.get_config()["pointnet"] is True
+    config = layer.get_config()
+    assert config["pointnet"] is True and config["fourier"] == 8
+    copy = SetEncoder.from_config(config)  # the same fixed frequencies from the seed
+    copy(absolute, mask)
+    copy.set_weights(layer.get_weights())
+    np.testing.assert_allclose(copy(absolute, mask).numpy(), base, atol=1e-5)
