@@ -1,17 +1,25 @@
 """Throughput of the training input pipeline (``make_dataset``) on real sketches.
 
-Rows (examples/s and batches/s over the timed batches; "first batch s" is the time from
-``make_dataset`` to the first batch, tracing included, and is not part of the rate):
+Every row is timed once per round, all rows interleaved (the baseline too, so all see the same
+background load); each figure is the median over the rounds, after a warm-up (the first batch of
+every pipeline: "first batch s", the time from ``make_dataset`` to it, tracing included, is not
+part of the rate; then one untimed round, so that XLA has compiled the renderer for every padded
+shape the rounds meet). Rows (examples/s and batches/s):
 
 - ``render+aug``: the training default: stroke augmentation (scale 0.1, point drop 0.1) and the
   48x48 image rendered on the fly from the augmented strokes (``render_batch`` inside ``map``);
 - ``render``: the same without augmentation;
 - ``prerendered``: images rendered once with ``render_sketches`` and passed as ``images=`` (the
-  one-off rendering cost is its own row);
+  one-off rendering cost is its own row, ``render_sketches`` over the whole split);
 - ``reference``: what the reference does per example, in a Python loop: NumPy random scaling,
   sketch-rnn's point-dropping loop, NumPy stroke-5 padding and one cairo image per sketch
   (``svg.render_cairo``, as its seq2png), timed on a small subset and extrapolated. Like the
-  ``render+aug`` row, its images follow the augmented strokes.
+  ``render+aug`` row, its images follow the augmented strokes. The 1x of the speed-ups.
+
+The limit: an on-the-fly pipeline does the pre-rendered pipeline's work plus the rendering, so on
+one core it cannot beat ``1 / (1 / prerendered + 1 / render_sketches)`` examples/s; the table gives
+the on-the-fly rows as a fraction of that bound (above 100% when ``map`` runs the renderer in
+parallel with the rest).
 
 Usage::
 
@@ -46,9 +54,11 @@ flags.DEFINE_string("data_dir", "/work/shared/data/sketchrnn",
                     "Directory of <category>.npz; empty = the embedded default QuickDraw subset.")
 flags.DEFINE_string("category", "aaron_sheep", "Category to load (empty = the first available).")
 flags.DEFINE_integer("batch_size", 128, "Examples per batch (the paper's 128).")
-flags.DEFINE_integer("batches", 45, "Timed batches per pipeline row (over 3 rounds; best kept).")
+flags.DEFINE_integer("batches", 10, "Timed batches per pipeline row and round.")
+flags.DEFINE_integer("rounds", 5, "Interleaved timed rounds (medians reported).")
 flags.DEFINE_integer("num_train", 0, "Training sketches to load (0 = all).")
-flags.DEFINE_integer("reference_sketches", 256, "Sketches timed for the reference-style row.")
+flags.DEFINE_integer("reference_sketches", 128,
+                     "Sketches timed per round for the reference-style row.")
 flags.DEFINE_bool("quick", False, "Small run (< 1 minute): fewer sketches and batches.")
 
 
@@ -94,6 +104,12 @@ def first_batch(dataset):
     return it
 
 
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
 def time_batches(it, batches):
     """Seconds to pull ``batches`` batches (images and strokes materialised)."""
     start = time.perf_counter()
@@ -107,10 +123,10 @@ def main(argv):
     del argv
     quick = FLAGS.quick
     batch_size = FLAGS.batch_size
-    rounds = 2 if quick else 3
-    batches = 4 if quick else max(1, FLAGS.batches // rounds)
+    rounds = 2 if quick else FLAGS.rounds
+    batches = 3 if quick else FLAGS.batches
     num_train = FLAGS.num_train or (1024 if quick else 0)
-    num_reference = min(FLAGS.reference_sketches, 48 if quick else FLAGS.reference_sketches)
+    num_reference = 32 if quick else FLAGS.reference_sketches
 
     data_dir = FLAGS.data_dir or None
     category = FLAGS.category or loader.available_categories(data_dir or loader.DEFAULT_DATA_DIR)[0]
@@ -126,18 +142,8 @@ def main(argv):
     logging.info("%s: %d training sketches, mean %.1f points, max_seq_len %d", category, n,
                  mean_len, data.max_seq_len)
 
-    rows = []
-
-    def add(name, examples, seconds, warm=None, note=""):
-        rows.append({"name": name, "examples_per_s": examples / seconds,
-                     "batches_per_s": examples / batch_size / seconds, "seconds": seconds,
-                     "first_batch_s": warm, "note": note})
-
-    raster.render_sketches(train.sketches[:2], width=hp.png_width)  # trace once, untimed
-    start = time.perf_counter()
+    raster.render_sketches(train.sketches, width=hp.png_width)  # warm-up: XLA compiles
     images = raster.render_sketches(train.sketches, width=hp.png_width)
-    prerender_s = time.perf_counter() - start
-
     builders = {
         "render+aug": (lambda: make_dataset(data, "train", hp, training=True),
                        "on the fly, render_batch in map"),
@@ -152,61 +158,67 @@ def main(argv):
         datasets[name] = build()
         first_batch(datasets[name])
         first_s[name] = time.perf_counter() - start
-    # The machine may be shared: time the pipelines in interleaved rounds and keep each one's
-    # best round, so that a burst of outside load does not land on one row only. Only one
-    # iterator lives at a time: a live one keeps prefetching in the background.
-    best = {name: float("inf") for name in builders}
-    for _ in range(rounds):
-        for name, dataset in datasets.items():
-            it = first_batch(dataset)
-            best[name] = min(best[name], time_batches(it, batches))
-            del it
-    for name, (_, note) in builders.items():
-        add(name, batches * batch_size, best[name], first_s[name], note)
-    add("  one-off render_sketches", n, prerender_s, note=f"{n} sketches, fast TF renderer")
+        # warm-up round, untimed: every padded shape the timed batches meet is compiled here
+        # (each round restarts the same seeded stream)
+        time_batches(first_batch(datasets[name]), batches)
 
     rng = np.random.default_rng(0)
-    subset = [train.sketches[i] for i in rng.permutation(n)[:num_reference]]
-    start = time.perf_counter()
-    for lo in range(0, len(subset), batch_size):
-        reference_batch(subset[lo:lo + batch_size], data.max_seq_len, hp, rng, hp.png_width)
-    reference_s = time.perf_counter() - start
-    add("reference", len(subset), reference_s,
-        note=f"Python loop + cairo, {len(subset)} sketches extrapolated")
-    cairo_rate = len(subset) / reference_s
+    reference_batch(train.sketches[:2], data.max_seq_len, hp, rng, hp.png_width)  # warm-up
+    times = {name: [] for name in (*builders, "render_sketches", "reference")}
+    for round_index in range(rounds):
+        # Interleaved: every row once per round. Only one iterator lives at a time: a live one
+        # keeps prefetching in the background.
+        for name, dataset in datasets.items():
+            it = first_batch(dataset)
+            times[name].append(time_batches(it, batches))
+            del it
+        start = time.perf_counter()
+        raster.render_sketches(train.sketches, width=hp.png_width)
+        times["render_sketches"].append(time.perf_counter() - start)
+        subset = [train.sketches[i] for i in rng.permutation(n)[:num_reference]]
+        start = time.perf_counter()
+        for lo in range(0, len(subset), batch_size):
+            reference_batch(subset[lo:lo + batch_size], data.max_seq_len, hp, rng, hp.png_width)
+        times["reference"].append(time.perf_counter() - start)
 
-    header = f"{'pipeline':<28}{'examples/s':>12}{'batches/s':>11}{'first batch s':>15}  note"
+    examples = {name: batches * batch_size for name in builders}
+    examples.update({"render_sketches": n, "reference": num_reference})
+    rate = {name: examples[name] / median(t) for name, t in times.items()}
+    bound = 1.0 / (1.0 / rate["prerendered"] + 1.0 / rate["render_sketches"])
+    notes = {name: note for name, (_, note) in builders.items()}
+    notes["render_sketches"] = f"one-off pre-render of all {n} sketches, fast renderer"
+    notes["reference"] = f"Python loop + cairo, {num_reference} sketches per round"
+
+    header = (f"{'pipeline':<18}{'examples/s':>12}{'batches/s':>11}{'first batch s':>15}"
+              f"{'of limit':>10}{'vs reference':>14}  note")
     print(f"\nmake_dataset on {category}: {n} training sketches (mean {mean_len:.0f} points), "
           f"batch {batch_size}, png {hp.png_width}, max_seq_len {data.max_seq_len}, "
-          f"load {load_s:.1f} s; {os.cpu_count()} CPU cores, TF {tf.__version__}")
+          f"load {load_s:.1f} s; {os.cpu_count()} CPU cores, TF {tf.__version__}; {rounds} "
+          f"interleaved rounds (median), {batches} batches per pipeline and round")
     print(header)
     print("-" * len(header))
-    for r in rows:
-        warm = "" if r["first_batch_s"] is None else f"{r['first_batch_s']:.2f}"
-        print(f"{r['name']:<28}{r['examples_per_s']:>12.0f}{r['batches_per_s']:>11.2f}{warm:>15}"
-              f"  {r['note']}")
-    by_name = {r["name"]: r["examples_per_s"] for r in rows}
-    epoch_s = {name: n / by_name[name] for name in ("render+aug", "reference")}
-    print(f"one pass over {n} sketches: {epoch_s['render+aug']:.1f} s on the fly with augmentation, "
-          f"{epoch_s['reference']:.1f} s the reference way "
-          f"({by_name['render+aug'] / by_name['reference']:.1f}x)")
-    headline = {
-        "bench": "pipeline",
-        "category": category,
-        "num_train": n,
-        "batch_size": batch_size,
-        "quick": quick,
-        "cpu_count": os.cpu_count(),
+    for name, r in rate.items():
+        warm = f"{first_s[name]:.2f}" if name in first_s else ""
+        limit = f"{100 * r / bound:.0f}%" if name in ("render+aug", "render") else ""
+        print(f"{name:<18}{r:>12.0f}{r / batch_size:>11.2f}{warm:>15}{limit:>10}"
+              f"{r / rate['reference']:>13.1f}x  {notes[name]}")
+    print(f"limit for on-the-fly rendering on one core: 1 / (1 / prerendered + 1 / "
+          f"render_sketches) = {bound:.0f} examples/s")
+    print(f"one pass over {n} sketches: {n / rate['render+aug']:.1f} s on the fly with "
+          f"augmentation, {n / rate['reference']:.1f} s the reference way "
+          f"({rate['render+aug'] / rate['reference']:.1f}x)")
+    print(json.dumps({
+        "bench": "pipeline", "category": category, "num_train": n, "batch_size": batch_size,
+        "quick": quick, "rounds": rounds, "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
-        "examples_per_s_render_aug": round(by_name["render+aug"], 1),
-        "examples_per_s_render": round(by_name["render"], 1),
-        "examples_per_s_prerendered": round(by_name["prerendered"], 1),
-        "examples_per_s_reference": round(by_name["reference"], 1),
-        "prerender_s": round(prerender_s, 2),
-        "prerender_cairo_s_extrapolated": round(n / cairo_rate, 1),
-        "speedup_render_aug_vs_reference": round(by_name["render+aug"] / by_name["reference"], 1),
-    }
-    print(json.dumps(headline))
+        "examples_per_s": {name: round(r, 1) for name, r in rate.items()},
+        "first_batch_s": {name: round(v, 2) for name, v in first_s.items()},
+        "limit_examples_per_s": round(bound, 1),
+        "fraction_of_limit_render_aug": round(rate["render+aug"] / bound, 3),
+        "prerender_s": round(n / rate["render_sketches"], 2),
+        "prerender_cairo_s_extrapolated": round(n / rate["reference"], 1),
+        "speedup_render_aug_vs_reference": round(rate["render+aug"] / rate["reference"], 1),
+    }))
 
 
 if __name__ == "__main__":
