@@ -301,17 +301,18 @@ def _splat(features, num_slots, slots, sketches, table, width, as_uint8):
 @functools.lru_cache(maxsize=None)
 def _compiled_features(width, margin):
     return tf.function(functools.partial(_segment_features, width=width, margin=margin),
-                       jit_compile=True)
+                       jit_compile=True, reduce_retracing=True)
 
 
 @functools.lru_cache(maxsize=None)
 def _compiled_splat(width, as_uint8):
     return tf.function(functools.partial(_splat, width=width, as_uint8=as_uint8),
-                       jit_compile=True)
+                       jit_compile=True, reduce_retracing=True)
 
 
 def _compiled(width, margin, as_uint8):
-    """The two XLA-compiled stages for one configuration; XLA caches one executable per shape.
+    """The two XLA-compiled stages for one configuration: traced once for any shape
+    (``reduce_retracing``), XLA compiles and caches one executable per shape.
 
     The feature stage does not depend on the output type, so coverage and uint8 renders share
     its executables.
