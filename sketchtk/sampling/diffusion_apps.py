@@ -261,6 +261,40 @@ def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm"
     return out
 
 
+def condition_usage(loaded, split="valid", num=40, ts=(10, 25, 50, 75), seed=0):
+    """How much a ``cond_encoder`` model uses its condition, on ``num`` sketches of ``split``
+    noised at each ``t`` of ``ts`` (the same noise for every condition): the mean diffusion loss
+    with each sketch's own vector (``right``), with the next sketch's (``other``) and with a zero
+    vector (``zero``); ``gap`` = ``other / right - 1`` averaged over ``ts``; ``spread`` = the
+    standard deviation of the vector over the sketches (per entry, averaged), ``mean_abs`` its
+    mean magnitude. A vector the denoiser ignores has a gap near 0 (README 'Diffusion
+    applications')."""
+    model = loaded.model
+    if model.cond_encoder is None:
+        raise ValueError(f"condition_usage needs a cond_encoder model; {loaded.model_dir} has "
+                         "cond_encoder=none")
+    data = loaded.split(split)
+    rows = [loaded.rows(np.asarray(s, np.float32)) for s in data.sketches[:num]]
+    points, mask = loaded.batch(rows)
+    x0 = model.normalise(points, mask)
+    cond = model.condition_vector(None, points, mask)
+    other = tf.roll(cond, 1, axis=0)
+    noise = tf.random.stateless_normal(tf.shape(x0), (seed, 5)) * mask[..., None]
+    per_t = []
+    for t0 in ts:
+        t = tf.fill([len(rows)], int(t0))
+        x_t = model.process.q_sample(x0, t, noise) * mask[..., None]
+        losses = {}
+        for name, vector in (("right", cond), ("other", other), ("zero", tf.zeros_like(cond))):
+            out, _ = model.denoise(x_t, t, mask, cond_vector=vector)
+            losses[name] = float(tf.reduce_mean(model.process.loss(out, x0, noise, t, mask)))
+        per_t.append({"t": int(t0), **losses})
+    c = cond.numpy()
+    return {"num": len(rows), "per_t": per_t,
+            "gap": float(np.mean([r["other"] / r["right"] - 1.0 for r in per_t])),
+            "spread": float(c.std(0).mean()), "mean_abs": float(np.abs(c).mean())}
+
+
 def heal_sketches(loaded, sketches, labels, heal_ts, seed=0):
     """Each of ``sketches`` (stroke-3, data units / scale) noised to ``t = T - 1`` and denoised
     back over ``T`` DDPM steps, for each ``T`` of ``heal_ts``; returns ``{T: [stroke-3]}`` in data

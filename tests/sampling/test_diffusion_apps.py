@@ -72,6 +72,11 @@ def test_conditioning_encoder_reaches_the_denoiser_and_is_trained(point_data, en
     grads = tape.gradient(loss, model.cond_encoder.trainable_weights)
     assert grads and all(g is not None for g in grads)
     assert max(float(tf.reduce_max(tf.abs(g))) for g in grads) > 0
+    # the usage measure: finite losses, and a zero vector changes the loss of the untrained model
+    usage = apps.condition_usage(loaded, "valid", num=6, ts=(2, 6))
+    assert usage["num"] == 6 and len(usage["per_t"]) == 2 and usage["spread"] > 0
+    assert all(np.isfinite(r[k]) for r in usage["per_t"] for k in ("right", "other", "zero"))
+    assert any(abs(r["zero"] - r["right"]) > 1e-6 for r in usage["per_t"])
 
 
 def test_point_cloud_condition_ignores_the_order_of_the_points(point_data):
