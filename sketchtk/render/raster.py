@@ -513,7 +513,7 @@ _RENDERERS = {"fast": _fast_batches, "cairo": _cairo_batches,
 RENDERERS = tuple(_RENDERERS)
 
 
-def iter_render(sketches, width=DEFAULT_WIDTH, renderer="fast", batch_size=256,
+def iter_render(sketches, width=DEFAULT_WIDTH, renderer="fast", batch_size=1024,
                 margin=DEFAULT_MARGIN, workers=None):
     """Render stroke-3 sketches batch by batch: an iterator of uint8 ``[b, W, W]``, in input order.
 
@@ -532,7 +532,7 @@ def iter_render(sketches, width=DEFAULT_WIDTH, renderer="fast", batch_size=256,
     return _RENDERERS[renderer](sketches, int(width), batch_size, float(margin), workers)
 
 
-def render_sketches(sketches, width=DEFAULT_WIDTH, renderer="fast", batch_size=256,
+def render_sketches(sketches, width=DEFAULT_WIDTH, renderer="fast", batch_size=1024,
                     margin=DEFAULT_MARGIN, workers=None):
     """Rasterise a list of stroke-3 sketches: uint8 ``[N, W, W]``, index-aligned with the input.
 
@@ -542,7 +542,9 @@ def render_sketches(sketches, width=DEFAULT_WIDTH, renderer="fast", batch_size=2
       renderer: ``"fast"`` (:func:`render_batch`, XLA-compiled TF ops, batched), ``"cairo"``
         (svgwrite + cairosvg per sketch, the reference path) or ``"cairo_direct"`` (the same
         pixels drawn through cairo's API, ``svg.CairoDirectRenderer``, a thread per core).
-      batch_size: sketches per ``render_batch`` call (fast) or per yielded block (cairo).
+      batch_size: sketches per XLA render call (fast) or per yielded block (cairo). Each fast
+        call has ~1 ms of fixed cost (two XLA launches and a sync), so large batches pay: 1024
+        renders ~1.6x the sketches per CPU second of 256.
       margin: free border in px on the long axis.
       workers: fast and cairo_direct: threads (``None``: one per core); cairo: worker processes
         (``None``: one per core for 20000 sketches or more, else none: spawned workers take
