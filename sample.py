@@ -6,6 +6,8 @@
 
 A ``stroke_diffusion`` run takes ``[--sampler=ddpm|ddim] [--steps=N] [--eta=E]
 [--variance_strength=S] [--guidance=G] [--show_process=True]`` instead of the latent options.
+A ``raster_diffusion`` run takes the same sampler options (not ``--show_process``) and writes
+images: ``<name>_<i>.png``, ``grid.png``, ``samples.npz`` (``sketchtk.sampling.raster_generate``).
 """
 
 from sketchtk import cli
@@ -99,6 +101,10 @@ def main(argv):
     cli.check_run_dir("model_dir", FLAGS.model_dir)
     cli.check_dir("data_dir", FLAGS.data_dir)
     cli.check_dir("output_dir", FLAGS.output_dir, must_exist=False)
+    from sketchtk.sampling import raster_generate
+    if raster_generate.is_raster_run(FLAGS.model_dir):  # images: PNGs, grid.png, samples.npz
+        raster_generate.run_from_flags(FLAGS)
+        return
     from sketchtk.sampling import diffusion_apps
     if diffusion_apps.requested(FLAGS):  # vectorise / abstract / heal / mix / invert / shortcut
         diffusion_apps.run_from_flags(FLAGS)

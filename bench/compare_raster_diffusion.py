@@ -1,19 +1,27 @@
 """Shortest-path diffusion of 48 x 48 renders vs the same model with a flat spectrum, same budget.
 
 ``model=raster_diffusion`` (``sketchtk/models/raster_diffusion.py``) trained through
-``train_and_evaluate`` on the embedded data's renders, twice with the same UNet, T, batch and steps:
+``train_and_evaluate`` on the embedded data's renders, with the same UNet, T, batch and steps:
 
 - ``spd``: ``S0`` fitted on the training renders (``sketchtk.diffusion.spectrum``, the DC bin
   left out: it is the constant background);
+- ``spd_refit``: ``S0`` from ``fit_raster_spectrum`` (log-binned rings, ``|f| <= 0.35``, ``S0(0)``
+  = the measured DC power): a power law ``c1 / (c2 + |f|)^m`` with ``m`` ~ 1.3;
 - ``flat``: ``S0 = 1`` at every frequency, where SPD's ``alphabar_t = tau`` (a DDPM whose
   alphabar falls linearly in t, the same for every frequency): the Gaussian baseline.
 
-Both are sampled class-conditionally (``--samples_per_category`` per category, all T ancestral
-steps) and scored on the images themselves with a Sketch-a-Net classifier (``--classifier_dir``,
-read only): Rec and FID / precision / recall in its feature space against the real test renders.
-Grids: ``<out_dir>/<variant>_samples.png``. One table, then one JSON line.
+All are sampled class-conditionally (``--samples_per_category`` per category, all T ancestral
+steps; the predicted x0 clipped to [-1, 1] at every step unless ``--clip_x0=false``: without the
+clip the fitted-S0 model's samples were pure noise, ``sketchtk/diffusion/spd.py``) and scored
+on the images themselves with a Sketch-a-Net classifier (``--classifier_dir``, read only): Rec
+and FID / precision / recall in its feature space against the real test renders.
+Grids: ``<out_dir>/<variant>_<steps>_samples.png``. One table, then one JSON line.
+
+A run already in ``<out_dir>/<variant>`` is resumed (constant learning rate: resuming to more
+steps is a longer run); pass the ``--eval_every`` it was made with.
 
 Usage: python bench/compare_raster_diffusion.py --classifier_dir=DIR [--steps=N] [--quick]
+[--variants=spd,spd_refit,flat] [--clip_x0=true|false] [--eval_every=N]
 """
 
 import argparse
@@ -26,7 +34,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 START = time.perf_counter()
 
@@ -36,24 +43,18 @@ def log(message):
 
 
 def fit_raster(hp):
+    """``(exact-radius fit, fit_raster_spectrum)`` of the training renders."""
     from sketchtk.data.loader import load_sketch_data
-    from sketchtk.diffusion.spectrum import fit_spectrum, raster_data_spectrum
+    from sketchtk.diffusion.spectrum import fit_raster_spectrum, fit_spectrum, raster_data_spectrum
     data = load_sketch_data(None, hp.categories, max_seq_len=hp.max_seq_len)
     freq, power, count = raster_data_spectrum(data, hp)
     fit = fit_spectrum(freq, power, weights=count, min_freq=1e-6, c2_range=(1e-5, 1.0))
-    log(f"raster spectrum: c1={fit.c1:.4g} c2={fit.c2:.4g} m={fit.m:.3f} "
-        f"(log RMSE {fit.log_rmse:.3f}); DC power {power[0]:.4g}, highest |f| {power[-1]:.4g}")
-    return fit
-
-
-def save_grid(images, path, ncols):
-    rows = -(-len(images) // ncols)
-    w = images.shape[1]
-    sheet = np.full((rows * (w + 2), ncols * (w + 2)), 255, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, ncols)
-        sheet[r * (w + 2):r * (w + 2) + w, c * (w + 2):c * (w + 2) + w] = img
-    Image.fromarray(sheet).save(path)
+    refit = fit_raster_spectrum(freq, power, count)
+    for name, f in (("exact radii", fit), ("log-binned, |f| <= 0.35, DC matched", refit)):
+        log(f"raster spectrum ({name}): c1={f.c1:.4g} c2={f.c2:.4g} m={f.m:.3f} "
+            f"(log RMSE {f.log_rmse:.3f}); S0(0) {f(0.0):.4g}, S0(0.707) {f(0.707):.4g}")
+    log(f"measured: DC power {power[0]:.4g}, highest |f| {power[-1]:.4g}")
+    return fit, refit
 
 
 def main():
@@ -63,23 +64,35 @@ def main():
     parser.add_argument("--classifier_dir", required=True)
     parser.add_argument("--samples_per_category", type=int, default=None)
     parser.add_argument("--out_dir", default="/tmp/compare_raster_diffusion")
+    parser.add_argument("--variants", default="spd,spd_refit,flat",
+                        help="from spd, spd_refit, flat")
+    parser.add_argument("--clip_x0", default="true", choices=["true", "false"])
+    parser.add_argument("--eval_every", type=int, default=None)
     args = parser.parse_args()
+    clip_x0 = args.clip_x0 == "true"
     from hparams import get_preset
     from sketchtk.data.loader import load_sketch_data
     from sketchtk.metrics.recognition import recognition_accuracy
     from sketchtk.metrics.sample_quality import classifier_features, sample_quality
     from sketchtk.models.raster_diffusion import x0_to_images
     from sketchtk.render.raster import render_sketches
+    from sketchtk.sampling.raster_generate import save_image_grid
     from sketchtk.training.trainer import load_trained_model, train_and_evaluate
 
     base = get_preset("spd_raster_smoke" if args.quick else "spd_raster")
     steps = args.steps or (10 if args.quick else 300)
     per_cat = args.samples_per_category or (2 if args.quick else 20)
-    base = base.replace(num_steps=steps, eval_every=max(5, steps // 3),
+    base = base.replace(num_steps=steps, eval_every=args.eval_every or max(5, steps // 3),
                         log_every=max(1, steps // 30), early_stop_patience=10 ** 6)
-    fit = fit_raster(base)
-    variants = {"spd": base.replace(spd_c1=fit.c1, spd_c2=fit.c2, spd_m=fit.m),
-                "flat": base.replace(spd_c1=1.0, spd_c2=1.0, spd_m=1e-6)}
+    fit, refit = fit_raster(base)
+    known = {"spd": base.replace(spd_c1=fit.c1, spd_c2=fit.c2, spd_m=fit.m),
+             "spd_refit": base.replace(spd_c1=refit.c1, spd_c2=refit.c2, spd_m=refit.m),
+             "flat": base.replace(spd_c1=1.0, spd_c2=1.0, spd_m=1e-6)}
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(names) - set(known))
+    if unknown or not names:
+        parser.error(f"--variants={args.variants}: unknown {unknown}, choose from {sorted(known)}")
+    variants = {name: known[name] for name in names}
     classifier, _ = load_trained_model(args.classifier_dir)
     test = load_sketch_data(None, base.categories, max_seq_len=base.max_seq_len)["test"]
     test_images = render_sketches(list(test.sketches), width=base.png_width)
@@ -94,10 +107,11 @@ def main():
         train_s = time.perf_counter() - start
         model, _ = load_trained_model(log_root)
         start = time.perf_counter()
-        x0, _ = model.generate(len(labels), labels=labels, sampler="ddpm", seed=7)
+        x0, _ = model.generate(len(labels), labels=labels, sampler="ddpm", seed=7,
+                               clip_x0=clip_x0)
         sample_s = time.perf_counter() - start
         images = x0_to_images(x0)
-        save_grid(images, os.path.join(args.out_dir, f"{name}_samples.png"), per_cat)
+        save_image_grid(images, os.path.join(args.out_dir, f"{name}_{steps}_samples.png"), per_cat)
         rec = recognition_accuracy(classifier, images, labels, categories)["rec"]
         feats = classifier_features(classifier, images)
         quality = sample_quality(test_feats, feats) if len(feats) > 5 else {
@@ -105,7 +119,8 @@ def main():
         import csv
         with open(os.path.join(log_root, "history.csv")) as f:
             rows = list(csv.DictReader(f))
-        results.append({"variant": name, "c1": hp.spd_c1, "c2": hp.spd_c2, "m": hp.spd_m,
+        results.append({"variant": name, "clip_x0": clip_x0, "c1": hp.spd_c1, "c2": hp.spd_c2,
+                        "m": hp.spd_m,
                         "steps": steps, "train_s": train_s, "sample_s": sample_s, "rec": rec,
                         "fid": quality["fid"], "precision": quality["precision"],
                         "recall": quality["recall"], "loss_first": float(rows[0]["loss"]),
@@ -121,7 +136,7 @@ def main():
               f"{fmt(r['fid'], 2):>7s} {fmt(r['precision'], 2):>5s} {fmt(r['recall'], 2):>5s} "
               f"{r['ink_fraction']:6.3f} {r['loss_first']:8.3f}->{r['loss_last']:.3f}")
     print(f"(real test renders: ink fraction {real_ink:.3f})")
-    print(json.dumps({"bench": "compare_raster_diffusion", "steps": steps,
+    print(json.dumps({"bench": "compare_raster_diffusion", "steps": steps, "clip_x0": clip_x0,
                       "samples_per_category": per_cat, "real_ink_fraction": real_ink,
                       "results": results}))
 

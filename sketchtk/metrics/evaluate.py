@@ -21,6 +21,10 @@ the run hold:
   (``sketchtk.metrics.retrieval``); top-1/10/50. Models without an encoder (diffusion) get
   ``null`` with a note.
 - ``latent_space.png`` (VAE families): the encoded test set in 2-D (PCA) with the GMM components.
+- A ``raster_diffusion`` run's ``samples.npz`` holds ``images`` (uint8 ``[N, W, W]``) instead of
+  strokes (``sketchtk.sampling.raster_generate``): Rec and FID / precision / recall are computed
+  from those images (resized to the classifier's width if it differs); a blank image is the
+  degenerate case.
 
 **Degenerate samples** (fewer than 2 points, nothing drawn with the pen down, or non-finite
 values) are counted in ``num_degenerate`` / ``degenerate`` rather than scored silently: they
@@ -63,10 +67,15 @@ def load_samples(sample_dir):
     # a downloaded samples.npz is untrusted: its object arrays go through the restricted
     # unpickler (refuses anything but numpy arrays), and a corrupt file raises DataError
     samples = load_npz(path)
-    if "strokes" not in samples:
+    if "strokes" not in samples and "images" not in samples:
         raise DataError(f"{path}: has no 'strokes' array (keys: {sorted(samples)}); write it with "
                         "sample.py")
-    n = len(samples["strokes"])
+    if "strokes" not in samples:  # raster_diffusion images (sketchtk.sampling.raster_generate)
+        images = np.asarray(samples["images"])
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2]:
+            raise DataError(f"{path}: 'images' must be uint8 [N, W, W], got {images.dtype} "
+                            f"{list(images.shape)}")
+    n = len(samples["strokes"] if "strokes" in samples else samples["images"])
     for key in ("labels", "ref_index"):
         if key in samples and np.shape(samples[key]) != (n,):
             raise DataError(f"{path}: '{key}' has shape {np.shape(samples[key])}, expected ({n},) "
@@ -197,9 +206,12 @@ def _image_metrics(classifier, data, samples, degenerate, categories, conditiona
     """Rec (with labels) and FID / precision / recall against the real test sketches of
     ``data`` (which holds the test and validation splits)."""
     width = int(classifier.input_shape[1])
-    strokes = list(samples["strokes"])
-    gen_images = render_sketches([s if not bad else np.zeros((0, 3), np.float32)
-                                  for s, bad in zip(strokes, degenerate)], width=width)
+    if "strokes" in samples:
+        strokes = list(samples["strokes"])
+        gen_images = render_sketches([s if not bad else np.zeros((0, 3), np.float32)
+                                      for s, bad in zip(strokes, degenerate)], width=width)
+    else:
+        gen_images = sample_images_at(samples["images"], width, metrics)
     test_images = render_sketches(list(data["test"].sketches), width=width)
     if conditional_labels:
         labels = np.asarray(samples["labels"]).astype(np.int64)
@@ -234,6 +246,20 @@ def _image_metrics(classifier, data, samples, degenerate, categories, conditiona
                                 f"samples; {int(degenerate.sum())} degenerate ones left out")
 
 
+def sample_images_at(images, width, metrics=None):
+    """A raster bundle's uint8 images at the classifier's ``width`` (bilinear resize when the
+    sizes differ, with a note in ``metrics``)."""
+    images = np.asarray(images, np.uint8)
+    if images.shape[1] == width:
+        return images
+    from PIL import Image
+    if metrics is not None:
+        metrics["notes"].append(f"the {images.shape[1]} px sample images were resized to the "
+                                f"classifier's {width} px (bilinear)")
+    return np.stack([np.asarray(Image.fromarray(im).resize((width, width), Image.BILINEAR))
+                     for im in images]) if len(images) else np.zeros((0, width, width), np.uint8)
+
+
 def run_evaluation(model_dir, sample_dir, classifier_dir=None, data_dir=None, block_size=1024,
                    k=DEFAULT_K):
     """Evaluate the samples in ``sample_dir`` (see the module docstring); write ``metrics.json``.
@@ -265,8 +291,13 @@ def run_evaluation(model_dir, sample_dir, classifier_dir=None, data_dir=None, bl
                          "--classifier_dir and the generative run as --model_dir")
     categories = list(config["categories"])
     samples = load_samples(sample_dir)
-    strokes = samples["strokes"]
-    degenerate, reasons = degenerate_reasons(strokes)
+    if "strokes" in samples:
+        strokes = samples["strokes"]
+        degenerate, reasons = degenerate_reasons(strokes)
+    else:  # images: a blank one is the degenerate case (counted a miss, left out of FID)
+        strokes = samples["images"]
+        degenerate = (np.asarray(strokes) >= 128).all(axis=(1, 2))
+        reasons = {"nothing_drawn": int(degenerate.sum())} if degenerate.any() else {}
     labels = np.asarray(samples.get("labels", np.full(len(strokes), -1))).astype(np.int64)
     ref_index = np.asarray(samples.get("ref_index", np.full(len(strokes), -1))).astype(np.int64)
     has_labels = bool(len(labels)) and bool(np.all((labels >= 0) & (labels < len(categories))))

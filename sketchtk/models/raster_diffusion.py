@@ -9,7 +9,9 @@ training images (``spd_c1 / spd_c2 / spd_m``, from ``sketchtk.diffusion.spectrum
 cycles per pixel) and denoised by :class:`UNet2DDenoiser` (eps-prediction, optional class
 conditioning with classifier-free label dropout). Trained by the shared trainer
 (``model=raster_diffusion``); ``generate`` runs the shared ``ReverseSampler`` (ancestral or
-DDIM, per frequency). No EMA and no vector output: samples are images.
+DDIM, per frequency; the predicted x0 clipped to [-1, 1]; classifier-free guidance). No EMA and
+no vector output: samples are images (``sample.py`` writes them through
+``sketchtk.sampling.raster_generate``).
 """
 
 import keras
@@ -17,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from sketchtk.config import HParams
+from sketchtk.diffusion import guidance as cfg
 from sketchtk.diffusion.samplers import ReverseSampler, sampling_timesteps
 from sketchtk.diffusion.spd import FourierSPDProcess
 from sketchtk.layers.denoisers.unet2d import UNet2DDenoiser
@@ -79,15 +82,23 @@ class RasterDiffusion(keras.Model):
     def metrics(self):
         return [self.tracker]
 
-    def denoise(self, x_t, t, labels=None):
-        """eps-prediction ``[B, W, W, 1]`` (``labels`` None = the null label)."""
+    def denoise(self, x_t, t, labels=None, guidance=1.0):
+        """eps-prediction ``[B, W, W, 1]`` (``labels`` None = the null label); with labels and
+        ``guidance != 1`` classifier-free guided, ``u + guidance * (c - u)``
+        (``sketchtk.diffusion.guidance``)."""
         t_norm = (tf.cast(t, tf.float32) + 1.0) / float(self.process.num_steps)
-        cond = None
-        if self.class_embedding is not None:
-            lab = (tf.fill([tf.shape(x_t)[0]], self.num_classes) if labels is None
-                   else tf.cast(labels, tf.int32))
-            cond = self.class_embedding(lab)
-        return self.denoiser(x_t, t_norm, None, cond)
+        if self.class_embedding is None:
+            return self.denoiser(x_t, t_norm, None, None)
+        batch = tf.shape(x_t)[0]
+        null = tf.fill([batch], self.num_classes)
+        if labels is None:
+            return self.denoiser(x_t, t_norm, None, self.class_embedding(null))
+        labels = tf.cast(labels, tf.int32)
+        if isinstance(guidance, (int, float)) and guidance == 1.0:
+            return self.denoiser(x_t, t_norm, None, self.class_embedding(labels))
+        out = self.denoiser(tf.concat([x_t, x_t], 0), tf.concat([t_norm, t_norm], 0), None,
+                            self.class_embedding(tf.concat([labels, null], 0)))
+        return cfg.guided(out[:batch], out[batch:], guidance)
 
     def compute_losses(self, batch, training=False):
         x0 = images_to_x0(batch["images"])
@@ -153,21 +164,43 @@ class RasterDiffusion(keras.Model):
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def generate(self, num, labels=None, sampler="ddpm", steps=None, eta=0.0, seed=0,
-                 record=False):
-        """``num`` images ``[num, W, W, 1]`` in [-1, 1] (and the trajectory when ``record``)."""
-        conditional = labels is not None and self.class_embedding is not None
-        if conditional not in self._samplers:
+                 record=False, clip_x0=True, variance_strength=1.0, guidance=1.0):
+        """``num`` images ``[num, W, W, 1]`` in [-1, 1] (and the trajectory when ``record``).
+
+        Args:
+          num: images to draw. labels: int ``[num]`` classes (None = unconditional: the null
+            label of a class-conditional model).
+          sampler: ``ddpm`` (ancestral) or ``ddim``; steps: sampling steps (None = T).
+          eta: DDIM's noise. variance_strength: DDPM's s. guidance: classifier-free scale.
+          seed: int seed of x_T and the sampling noise. record: also return the trajectory.
+          clip_x0: clip the predicted ``x0`` to the image range [-1, 1] at every step
+            (``FourierSPDProcess(x0_range=...)``; without it the first step's x0 error, x316 at
+            ``alphabar = ALPHABAR_FLOOR``, turns the samples into noise).
+        """
+        if labels is not None and self.class_embedding is None:
+            raise ValueError("labels given but the model is not class-conditional "
+                             "(trained with class_conditional=False)")
+        conditional = labels is not None
+        guided = conditional and float(guidance) != 1.0
+        key = (conditional, guided, bool(clip_x0))
+        if key not in self._samplers:
             def fn(x, t, mask, context):
-                out = self.denoise(x, t, context if conditional else None)
+                lab, scale = context
+                out = (self.denoise(x, t, lab, scale if guided else 1.0) if conditional
+                       else self.denoise(x, t))
                 return out, tf.zeros(tf.concat([tf.shape(x)[:2], [0]], 0))  # no aux
-            self._samplers[conditional] = ReverseSampler(fn, self.process)
+            p = self.process
+            process = FourierSPDProcess(p.num_steps, p.c1, p.c2, p.m, spatial_dims=2,
+                                        x0_range=(-1.0, 1.0) if clip_x0 else None)
+            self._samplers[key] = ReverseSampler(fn, process)
         w = self.hparams.png_width
         x_T = tf.random.stateless_normal([num, w, w, 1], (seed, 1))
         lab = tf.constant(np.zeros(num, np.int32) if labels is None else np.asarray(labels,
                                                                                    np.int32))
-        x0, _, traj = self._samplers[conditional].sample(
+        x0, _, traj = self._samplers[key].sample(
             x_T, tf.ones([num, w, w]), sampling_timesteps(self.process, steps), sampler, eta=eta,
-            seed=(seed, 2), record=record, context=lab)
+            variance_strength=variance_strength, seed=(seed, 2), record=record,
+            context=(lab, tf.constant(float(guidance))))
         return x0, traj
 
     def get_config(self):

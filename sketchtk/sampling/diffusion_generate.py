@@ -55,6 +55,22 @@ def _in_data_units(sketches, scale_factor):
     return out
 
 
+def check_sampling_options(model_dir, hp, conditional, num_per_category, batch_size, steps,
+                           sampler):
+    """ValueError naming the option unless the sampling options fit the run's hparams ``hp``
+    (a dict; read before the model loads). Shared with ``sketchtk.sampling.raster_generate``."""
+    if conditional and not hp["class_conditional"]:
+        raise ValueError(f"{model_dir}: --conditional=True needs a class-conditional model "
+                         "(train with class_conditional=True), or pass --conditional=False")
+    if num_per_category < 1 or batch_size < 1:
+        raise ValueError("num_per_category and batch_size must be >= 1")
+    if steps is not None and not 1 <= steps <= hp["diffusion_steps"]:
+        raise ValueError(f"--steps={steps}: must be in [1, {hp['diffusion_steps']}] "
+                         f"(the model's diffusion_steps T)")
+    if sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"--sampler={sampler!r}: choose ddpm or ddim")
+
+
 def run_diffusion_sampling(model_dir, output_dir, num_per_category=10, conditional=True,
                            sampler="ddpm", steps=None, eta=0.0, variance_strength=1.0,
                            guidance=1.0, seed=0, batch_size=100, write_files=True,
@@ -82,16 +98,8 @@ def run_diffusion_sampling(model_dir, output_dir, num_per_category=10, condition
     from sketchtk.training.checkpoints import MODEL_CONFIG, read_json
     config = read_json(os.path.join(model_dir, MODEL_CONFIG))  # checks before the model loads
     hp, categories = config["hparams"], list(config["categories"])
-    if conditional and not hp["class_conditional"]:
-        raise ValueError(f"{model_dir}: --conditional=True needs a class-conditional model "
-                         "(train with class_conditional=True), or pass --conditional=False")
-    if num_per_category < 1 or batch_size < 1:
-        raise ValueError("num_per_category and batch_size must be >= 1")
-    if steps is not None and not 1 <= steps <= hp["diffusion_steps"]:
-        raise ValueError(f"--steps={steps}: must be in [1, {hp['diffusion_steps']}] "
-                         f"(the model's diffusion_steps T)")
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"--sampler={sampler!r}: choose ddpm or ddim")
+    check_sampling_options(model_dir, hp, conditional, num_per_category, batch_size, steps,
+                           sampler)
     model, config = load_trained_model(model_dir)
     total = num_per_category * len(categories)
     labels = (np.repeat(np.arange(len(categories), dtype=np.int32), num_per_category)
