@@ -128,7 +128,6 @@ class HParams:
     cond_encoder_out: str = "tanh"  # encoder output: tanh (ChiroDiff) | norm (linear + LayerNorm: no saturation) | batchnorm
     cond_set_pointnet: bool = False  # pointcloud: per-point MLP + max-pool next to the feature token
     cond_set_fourier: int = 0  # pointcloud: random Fourier frequencies of the point coordinates (0 = raw x, y)
-    cond_set_fourier: int = 0  # pointcloud: random Fourier frequencies of the point coordinates (0 = raw x, y)
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
     star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1)) | polar (von Mises direction + Gaussian length)
     star_loss: str = "kl_rescaled"  # star: kl | kl_rescaled (Beta KL / nu, Gaussian x0-MSE / 2)

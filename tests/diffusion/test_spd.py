@@ -166,7 +166,8 @@ def test_fit_rejects_a_spectrum_without_positive_values():
 
 @pytest.fixture(scope="module")
 def real_render(point_data):
-    """One real embedded drawing rendered at 24 px as RasterDiffusion sees it (ink +1, [1, W, W, 1])."""
+    """One real embedded drawing rendered at 24 px as RasterDiffusion sees it (ink +1,
+    ``[1, W, W, 1]``)."""
     from sketchtk.models.raster_diffusion import images_to_x0
     from sketchtk.render.raster import render_sketches
     return images_to_x0(render_sketches([point_data["train"].sketches[3]], width=24))
