@@ -23,6 +23,7 @@ from sketchtk.diffusion import guidance as cfg
 from sketchtk.diffusion.samplers import ReverseSampler, sampling_timesteps
 from sketchtk.diffusion.spd import FourierSPDProcess
 from sketchtk.layers.denoisers.unet2d import UNet2DDenoiser
+from sketchtk.models.built_up_front import BuiltUpFrontModel
 from sketchtk.models.stroke_diffusion import make_optimizer  # noqa: F401  (the same AdamW)
 
 
@@ -38,7 +39,7 @@ def x0_to_images(x0):
 
 
 @keras.saving.register_keras_serializable(package="sketchtk")
-class RasterDiffusion(keras.Model):
+class RasterDiffusion(BuiltUpFrontModel):
     """SPD over rendered sketches.
 
     Args:
@@ -157,11 +158,6 @@ class RasterDiffusion(keras.Model):
 
     def build_from_config(self, config):
         self.build_from_batch(self.dummy_batch())
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if self.built and self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def generate(self, num, labels=None, sampler="ddpm", steps=None, eta=0.0, seed=0,
                  record=False, clip_x0=True, variance_strength=1.0, guidance=1.0):

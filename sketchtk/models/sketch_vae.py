@@ -23,6 +23,7 @@ from sketchtk.layers.rnn_encoder import BiLSTMEncoder
 from sketchtk.layers.stroke_decoder import StrokeDecoder
 from sketchtk.losses import latent as latent_losses
 from sketchtk.losses.reconstruction import reconstruction_loss
+from sketchtk.models.built_up_front import BuiltUpFrontModel
 
 VAE_MODELS = ("rpcl_pix2seq", "sketch_pix2seq", "sketch_rnn")
 _TRACKED = ("loss", "recon", "offset_nll", "pen_xent", "kl", "de_loss")
@@ -34,7 +35,7 @@ def images_to_input(images):
 
 
 @keras.saving.register_keras_serializable(package="sketchtk")
-class SketchVAE(keras.Model):
+class SketchVAE(BuiltUpFrontModel):
     """A sketch VAE of the pix2seq / sketch-rnn family.
 
     Args:
@@ -254,14 +255,6 @@ class SketchVAE(keras.Model):
     def build_from_config(self, config):
         """Keras calls this before loading a ``.keras`` file's weights."""
         self.build_from_batch(self.dummy_batch())
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras' TF trainer reduces a distributed batch (strategy.reduce MEAN) before it checks
-        # whether anything needs building; under MultiWorkerMirroredStrategy that reduce fails
-        # for dict batches. The trainer builds the model and optimiser up front, so skip it then.
-        if self.built and self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def get_config(self):
         return {"hparams": self.hparams.to_dict(), "max_seq_len": self.max_seq_len,

@@ -33,6 +33,7 @@ from sketchtk.diffusion.process import GaussianProcess
 from sketchtk.diffusion.samplers import ReverseSampler, sampling_timesteps
 from sketchtk.layers.cond_encoders import make_cond_encoder
 from sketchtk.layers.denoisers import make_denoiser
+from sketchtk.models.built_up_front import BuiltUpFrontModel
 # the same replica-reduction shim as the VAE (one implementation)
 from sketchtk.models.sketch_vae import _for_keras_reduction
 
@@ -40,7 +41,7 @@ _TRACKED = ("loss", "diffusion_loss", "pen_xent", "pen_kl")  # pen_kl: process=s
 
 
 @keras.saving.register_keras_serializable(package="sketchtk")
-class StrokeDiffusion(keras.Model):
+class StrokeDiffusion(BuiltUpFrontModel):
     """Diffusion over padded point sequences with a mask.
 
     Args:
@@ -349,13 +350,6 @@ class StrokeDiffusion(keras.Model):
         return {"points": tf.constant(points), "mask": tf.constant(mask),
                 "labels": tf.zeros([batch_size], tf.int32),
                 "lengths": tf.fill([batch_size], 2), "index": tf.zeros([batch_size], tf.int64)}
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # As SketchVAE: the trainer builds model and optimiser up front; Keras' symbolic build
-        # would reduce a distributed dict batch, which fails under MultiWorkerMirroredStrategy.
-        if self.built and self.optimizer is not None and self.optimizer.built:
-            return
-        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # ------------------------------------------------------------------ sampling
 
