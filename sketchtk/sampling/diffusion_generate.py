@@ -55,6 +55,15 @@ def _in_data_units(sketches, scale_factor):
     return out
 
 
+def sample_labels(num_categories, num_per_category, conditional):
+    """The label of every sample, ``num_per_category`` per category in order, or -1 (the null
+    label: unconditional) for all ``num_categories * num_per_category``."""
+    total = num_per_category * num_categories
+    if not conditional:
+        return np.full(total, -1, np.int32)
+    return np.repeat(np.arange(num_categories, dtype=np.int32), num_per_category)
+
+
 def check_sampling_options(model_dir, hp, conditional, num_per_category, batch_size, steps,
                            sampler):
     """ValueError naming the option unless the sampling options fit the run's hparams ``hp``
@@ -101,9 +110,8 @@ def run_diffusion_sampling(model_dir, output_dir, num_per_category=10, condition
     check_sampling_options(model_dir, hp, conditional, num_per_category, batch_size, steps,
                            sampler)
     model, config = load_trained_model(model_dir)
-    total = num_per_category * len(categories)
-    labels = (np.repeat(np.arange(len(categories), dtype=np.int32), num_per_category)
-              if conditional else np.full(total, -1, np.int32))
+    labels = sample_labels(len(categories), num_per_category, conditional)
+    total = len(labels)
     lengths = model.sample_lengths(labels, seed)
     os.makedirs(output_dir, exist_ok=True)
     logging.info("sampling %d sketches (%s, steps=%s, conditional=%s, guidance=%.2f)", total,

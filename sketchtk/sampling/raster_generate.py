@@ -133,15 +133,14 @@ def run_raster_sampling(model_dir, output_dir, num_per_category=10, conditional=
     hp, categories = config["hparams"], list(config["categories"])
     if hp.get("model") != MODEL:
         raise ValueError(f"{model_dir}: a {hp.get('model')} run, not {MODEL}")
-    from sketchtk.sampling.diffusion_generate import check_sampling_options
+    from sketchtk.sampling.diffusion_generate import check_sampling_options, sample_labels
     check_sampling_options(model_dir, hp, conditional, num_per_category, batch_size, steps,
                            sampler)
     from sketchtk.models.raster_diffusion import x0_to_images
     from sketchtk.training.trainer import load_trained_model
     model, _ = load_trained_model(model_dir)
-    total = num_per_category * len(categories)
-    labels = (np.repeat(np.arange(len(categories), dtype=np.int32), num_per_category)
-              if conditional else np.full(total, -1, np.int32))
+    labels = sample_labels(len(categories), num_per_category, conditional)
+    total = len(labels)
     os.makedirs(output_dir, exist_ok=True)
     logging.info("sampling %d images (%s, steps=%s, conditional=%s, guidance=%.2f)", total,
                  sampler, steps or hp["diffusion_steps"], conditional, guidance)

@@ -86,29 +86,29 @@ def test_batched_sampler_shapes_determinism_and_early_stop(model):
     assert len(sketches) == 8 and all(s.shape[1] == 3 for s in sketches)
 
 
+PEN_DOWN = (50.0, -50.0, -50.0)  # pen-state logits: always pen-down, never ends
+PEN_END = (-50.0, -50.0, 50.0)    # always the end-of-sketch state
+
+
+class _FixedPen:
+    """The trained decoder with its pen-state logits replaced by ``pen``."""
+
+    def __init__(self, inner, pen):
+        self.inner, self.pen = inner, pen
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def step(self, x, z, state, projected=None, constants=None):
+        params, state = self.inner.step(x, z, state, projected, constants)
+        pen = tf.constant([self.pen])
+        return tf.concat([tf.zeros_like(params[:, :3]) + pen, params[:, 3:]], 1), state
+
+
 def test_sampler_stops_when_every_sketch_has_ended(model):
     """With end-of-sketch forced, the loop must stop after one step, not run max_len steps."""
     sampler = Sampler(model)
-
-    class EndingDecoder:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def initial_state(self, z):
-            return self.inner.initial_state(z)
-
-        def latent_projection(self, z):
-            return self.inner.latent_projection(z)
-
-        def step_constants(self):
-            return self.inner.step_constants()
-
-        def step(self, x, z, state, projected=None, constants=None):
-            params, state = self.inner.step(x, z, state, projected, constants)
-            pen = tf.constant([[-50.0, -50.0, 50.0]])
-            return tf.concat([tf.zeros_like(params[:, :3]) + pen, params[:, 3:]], 1), state
-
-    sampler.decoder = EndingDecoder(model.decoder)
+    sampler.decoder = _FixedPen(model.decoder, PEN_END)
     z, _ = model.sample_prior(5, seed=0)
     out = sampler.sample_stroke5(z, 1.0, seed=0).numpy()
     assert out.shape[1] == 1 and np.all(out[:, 0, 4] == 1)
@@ -116,25 +116,13 @@ def test_sampler_stops_when_every_sketch_has_ended(model):
 
 def test_samplers_draw_up_to_max_len_points_and_no_more(model):
     """A decoder that never ends: both samplers must draw exactly max_len points."""
-    class NeverEnding:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def step(self, x, z, state, projected=None, constants=None):
-            params, state = self.inner.step(x, z, state, projected, constants)
-            pen = tf.constant([[50.0, -50.0, -50.0]])  # always pen-down
-            return tf.concat([tf.zeros_like(params[:, :3]) + pen, params[:, 3:]], 1), state
-
     z, _ = model.sample_prior(2, seed=0)
     fast = Sampler(model, max_len=7)
-    fast.decoder = NeverEnding(model.decoder)
+    fast.decoder = _FixedPen(model.decoder, PEN_DOWN)
     out = fast.sample_stroke5(z, 0.24, seed=0).numpy()
     assert out.shape[1] == 7 and np.all(out[..., 2] == 1)
     ref = ReferenceStyleSampler(model, max_len=5)
-    ref._step = tf.function(NeverEnding(model.decoder).step)
+    ref._step = tf.function(_FixedPen(model.decoder, PEN_DOWN).step)
     sketches = ref.sample(np.asarray(z), 0.24, seed=0)
     assert [len(s) for s in sketches] == [5, 5]
 
@@ -156,23 +144,11 @@ def test_unconditional_codes_follow_the_chosen_component(model):
 def test_ignore_end_decodes_max_len_steps_for_the_benchmark(model):
     """bench_sample's full-length mode: an always-ending decoder still runs all max_len steps,
     and the first point is the one the normal sampler draws with the same seed."""
-    class AlwaysEnding:
-        def __init__(self, inner):
-            self.inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def step(self, x, z, state, projected=None, constants=None):
-            params, state = self.inner.step(x, z, state, projected, constants)
-            pen = tf.constant([[-50.0, -50.0, 50.0]])
-            return tf.concat([tf.zeros_like(params[:, :3]) + pen, params[:, 3:]], 1), state
-
     z, _ = model.sample_prior(3, seed=0)
     outs = []
     for ignore_end in (False, True):
         sampler = Sampler(model, max_len=6, ignore_end=ignore_end)
-        sampler.decoder = AlwaysEnding(model.decoder)
+        sampler.decoder = _FixedPen(model.decoder, PEN_END)
         outs.append(sampler.sample_stroke5(z, 0.24, seed=0).numpy())
     assert outs[0].shape[1] == 1 and outs[1].shape[1] == 6
     assert np.all(outs[1][..., 4] == 1)
