@@ -40,10 +40,12 @@ import numpy as np
 from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tensorflow as tf  # noqa: E402
 
 import hparams  # noqa: E402
+from bench_common import median  # noqa: E402
 from sketchtk.data import loader  # noqa: E402
 from sketchtk.data import strokes as stroke_ops  # noqa: E402
 from sketchtk.data.pipeline import make_dataset  # noqa: E402
@@ -104,12 +106,6 @@ def first_batch(dataset):
     return it
 
 
-def median(values):
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
-
-
 def time_batches(it, batches):
     """Seconds to pull ``batches`` batches (images and strokes materialised)."""
     start = time.perf_counter()
@@ -142,7 +138,7 @@ def main(argv):
     logging.info("%s: %d training sketches, mean %.1f points, max_seq_len %d", category, n,
                  mean_len, data.max_seq_len)
 
-    raster.render_sketches(train.sketches, width=hp.png_width)  # warm-up: XLA compiles
+    # the pre-rendered row's images; also the warm-up (XLA compiles) of the timed render row
     images = raster.render_sketches(train.sketches, width=hp.png_width)
     builders = {
         "render+aug": (lambda: make_dataset(data, "train", hp, training=True),

@@ -20,7 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from sketchtk.data import strokes as stroke_ops
-from sketchtk.layers.mdn_head import split_mixture_params
+from sketchtk.layers.mdn_head import num_mixture_of, split_mixture_params
 
 
 def _categorical(logits, u):
@@ -59,12 +59,12 @@ def sample_point(params, temperature, seed, std_scaling="tau", noise=None):
       ``(point [B, 5], pen [B] int32)`` with pen 0 = down, 1 = up, 2 = end; an end row's offset
       is zero.
     """
-    p = split_mixture_params(params)
-    if noise is None:
-        noise = point_noise(tf.shape(params)[0], tf.shape(p.pi_logits)[1], seed, params.dtype)
-    u_pen, u_pi, n = noise
     if std_scaling not in STD_SCALINGS:
         raise ValueError(f"std_scaling {std_scaling!r}; choose one of {list(STD_SCALINGS)}")
+    p = split_mixture_params(params)
+    if noise is None:
+        noise = point_noise(tf.shape(params)[0], num_mixture_of(params), seed, params.dtype)
+    u_pen, u_pi, n = noise
     tau = tf.cast(temperature, params.dtype)
     std_factor = tau if std_scaling == "tau" else tf.sqrt(tau)
     pen = _categorical(p.pen_logits / tau, u_pen)
@@ -122,9 +122,9 @@ class Sampler:
 
     def _draw_impl(self, params, temperature, noise, done):
         point, pen = sample_point(params, temperature, None, self.std_scaling, noise=noise)
-        end_row = tf.constant([0.0, 0.0, 0.0, 0.0, 1.0], point.dtype)
         if self.ignore_end:  # benchmarking: the loop runs max_len steps (see __init__)
             return point, done
+        end_row = tf.constant([0.0, 0.0, 0.0, 0.0, 1.0], point.dtype)
         return tf.where(done[:, None], end_row, point), done | tf.equal(pen, 2)
 
     def _decode_impl(self, z, temperature, seed):
@@ -143,7 +143,7 @@ class Sampler:
         def body(t, x, state, done, out):
             params, new_state = self.decoder.step(x, z, state, projected_z, constants)
             step_seed = tf.stack([seed, tf.cast(t, tf.int64)])
-            noise = point_noise(batch, (params.shape[-1] - 3) // 6, step_seed)  # 6M + 3
+            noise = point_noise(batch, num_mixture_of(params), step_seed, params.dtype)
             point, done = self._draw(params, temperature, noise, done)
             out = out.write(t, point)
             return t + 1, point, new_state, done, out
