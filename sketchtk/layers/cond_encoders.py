@@ -42,6 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from sketchtk.config import COND_ENCODER_OUTS
 from sketchtk.layers.denoisers.transformer import (build_encoder_blocks, make_encoder_blocks,
                                                   run_encoder_blocks)
 
@@ -55,7 +56,8 @@ class SetEncoder(keras.layers.Layer):
       units: model width.
       num_layers: encoder blocks (post-norm, feed-forward ``2 units``, SiLU).
       num_heads: attention heads (``units`` divisible by it).
-      output: ``tanh`` (ChiroDiff) or ``norm`` (linear + LayerNorm; see the module docstring).
+      output: ``tanh`` (ChiroDiff), ``norm`` (linear + LayerNorm) or ``batchnorm`` (linear +
+        parameter-free BatchNorm); see the module docstring.
       pointnet: a per-point MLP embedding and a max-pool next to the token (module docstring).
       fourier: 0, or the number of random Fourier frequencies (scale ``fourier_scale``, seeded by
         ``seed``, fixed) whose sines and cosines of the points replace their raw coordinates
@@ -144,7 +146,8 @@ class SequenceEncoder(keras.layers.Layer):
 
     Args:
       dim: output vector size. units: GRU units per direction. num_layers: stacked layers.
-      output: ``tanh`` (ChiroDiff) or ``norm`` (linear + LayerNorm; see the module docstring).
+      output: ``tanh`` (ChiroDiff), ``norm`` (linear + LayerNorm) or ``batchnorm`` (linear +
+        parameter-free BatchNorm); see the module docstring.
 
     Call arguments:
       points: ``[B, L, F]`` point features in drawing order. point_mask: ``[B, L]`` (1 = real,
@@ -193,7 +196,7 @@ class SequenceEncoder(keras.layers.Layer):
 
 
 COND_ENCODERS = {"pointcloud": SetEncoder, "sketch": SequenceEncoder}
-OUTPUTS = ("tanh", "norm", "batchnorm")
+OUTPUTS = COND_ENCODER_OUTS  # tanh | norm | batchnorm (the hparam cond_encoder_out)
 
 
 def _output_layers(dim, output):

@@ -185,9 +185,9 @@ class RasterDiffusion(BuiltUpFrontModel):
                 out = (self.denoise(x, t, lab, scale if guided else 1.0) if conditional
                        else self.denoise(x, t))
                 return out, tf.zeros(tf.concat([tf.shape(x)[:2], [0]], 0))  # no aux
-            p = self.process
-            process = FourierSPDProcess(p.num_steps, p.c1, p.c2, p.m, spatial_dims=2,
-                                        x0_range=(-1.0, 1.0) if clip_x0 else None)
+            p = self.process  # the model's process has no clip
+            process = (FourierSPDProcess(p.num_steps, p.c1, p.c2, p.m, spatial_dims=2,
+                                         x0_range=(-1.0, 1.0)) if clip_x0 else p)
             self._samplers[key] = ReverseSampler(fn, process)
         w = self.hparams.png_width
         x_T = tf.random.stateless_normal([num, w, w, 1], (seed, 1))

@@ -193,12 +193,8 @@ def save_process_pictures(model, trajectory, pen, mask, output_dir, scale_factor
 
 def is_diffusion_run(model_dir):
     """True when ``model_dir``'s ``model_config.json`` names ``model=stroke_diffusion``."""
-    from sketchtk.training.checkpoints import MODEL_CONFIG, read_json
-    path = os.path.join(model_dir, MODEL_CONFIG)
-    try:
-        return read_json(path)["hparams"]["model"] == "stroke_diffusion"
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # not a run directory: the VAE path reports it
+    from sketchtk.training.checkpoints import run_model
+    return run_model(model_dir) == "stroke_diffusion"  # None: the VAE path reports it
 
 
 def save_forward_process(model, config, output_dir, seed=0):

@@ -25,7 +25,7 @@ from absl import logging
 from PIL import Image
 
 from sketchtk.data.npz_io import save_npz_atomic
-from sketchtk.training.checkpoints import MODEL_CONFIG, read_json
+from sketchtk.training.checkpoints import MODEL_CONFIG, read_json, run_model
 
 MODEL = "raster_diffusion"
 GRID_COLUMNS = 10
@@ -47,10 +47,7 @@ NOT_FOR_IMAGES = {
 
 def is_raster_run(model_dir):
     """True when ``model_dir``'s ``model_config.json`` names ``model=raster_diffusion``."""
-    try:
-        return read_json(os.path.join(model_dir, MODEL_CONFIG))["hparams"]["model"] == MODEL
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # not a run directory: the other paths report it
+    return run_model(model_dir) == MODEL  # None (not a run directory): the other paths report it
 
 
 def check_flags(flags, model_dir):

@@ -69,6 +69,15 @@ def read_json(path):
         return json.load(f)
 
 
+def run_model(model_dir):
+    """The ``model`` hparam in ``model_dir``'s ``model_config.json``; None when it is not a
+    readable run directory (the caller's path reports that)."""
+    try:
+        return read_json(os.path.join(model_dir, MODEL_CONFIG))["hparams"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _seed_generators(model):
     return [g for layer in model._flatten_layers()  # pylint: disable=protected-access
             for g in getattr(layer, "_seed_generators", [])]
