@@ -27,6 +27,9 @@ flags.DEFINE_integer("verbose", None, "Keras progress output: 0 silent, 1 progre
 flags.DEFINE_integer("tensorboard_samples", 8, "Conditional samples of fixed validation "
                      "sketches drawn into TensorBoard at each validation (0: none).",
                      lower_bound=0)
+flags.DEFINE_string("init_from", None, "Start a new run from this run directory's best weights "
+                    "where their path and shape match (e.g. a class-conditional diffusion run "
+                    "for a cond_encoder run); a resumed run ignores it.")
 FLAGS = flags.FLAGS
 
 
@@ -35,6 +38,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.check_dir("data_dir", FLAGS.data_dir)
     cli.check_dir("log_root", FLAGS.log_root, must_exist=False)
+    cli.check_dir("init_from", FLAGS.init_from)
     from hparams import get_preset
     from sketchtk.config import parse_overrides
     from sketchtk.training.distribute import get_strategy
@@ -45,7 +49,7 @@ def main(argv):
     result = train_and_evaluate(hparams, FLAGS.log_root, FLAGS.data_dir, FLAGS.resume_training,
                                 strategy=get_strategy(FLAGS.strategy), verbose=verbose,
                                 tensorboard_samples=FLAGS.tensorboard_samples,
-                                export_keras=True)
+                                export_keras=True, init_from=FLAGS.init_from)
     logging.info("done: %s", result)
 
 

@@ -72,8 +72,9 @@ def _check_resumable(saved, config, log_root):
     defaults = HParams().to_dict()
     saved = {**saved, "hparams": {**{k: v for k, v in defaults.items()
                                      if k in config["hparams"]}, **saved["hparams"]}}
-    strip = lambda c: {**c, "hparams": {k: v for k, v in c["hparams"].items()  # noqa: E731
-                                        if k not in RUN_CONTROL_KEYS}}
+    strip = lambda c: {**{k: v for k, v in c.items() if k != "init_from"},  # noqa: E731
+                       "hparams": {k: v for k, v in c["hparams"].items()
+                                   if k not in RUN_CONTROL_KEYS}}
     a, b = strip(saved), strip(config)
     if a != b:
         diff = sorted(k for k in a["hparams"] if a["hparams"].get(k) != b["hparams"].get(k))
@@ -171,7 +172,7 @@ def _steps_per_epoch(hparams, n_train):
 
 
 def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=None, verbose="auto",
-                       tensorboard_samples=0, export_keras=False):
+                       tensorboard_samples=0, export_keras=False, init_from=None):
     """Train ``hparams.model`` on ``data_dir`` (None = embedded default data), writing to ``log_root``.
 
     Args:
@@ -186,6 +187,9 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
         validation sketches into TensorBoard (sketch VAEs; 0 = off; ``train.py`` uses 8).
       export_keras: at the end, also write ``model.keras`` (best weights, see
         :func:`export_keras_model`; ``train.py`` does).
+      init_from: a run directory whose best weights start a new run where layer names and shapes match
+        (``sketchtk.training.warm_start``; recorded in the run's config as ``init_from``);
+        ignored when the run resumes from its own checkpoint.
 
     Returns:
       TrainResult.
@@ -200,11 +204,11 @@ def train_and_evaluate(hparams, log_root, data_dir=None, resume=True, strategy=N
     # a run that fails before writing anything leaves no empty directory behind.
     with run_directory(log_root, lock=is_chief(strategy)):
         return _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
-                                   tensorboard_samples, export_keras)
+                                   tensorboard_samples, export_keras, init_from)
 
 
 def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
-                        tensorboard_samples=0, export_keras=False):
+                        tensorboard_samples=0, export_keras=False, init_from=None):
     hparams = hparams.validated()
     chief = is_chief(strategy)
     keras.utils.set_random_seed(hparams.seed)
@@ -221,7 +225,6 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
         data = prepare_point_data(data, hparams.resample_spacing, hparams.rdp_epsilon,
                                   hparams.max_seq_len)
     config = model_config_dict(hparams, data, data_dir)
-    config_text = json.dumps(config, indent=2, sort_keys=True)
     manager = CheckpointManager(log_root)
     latest = manager.latest()
     config_path = os.path.join(log_root, MODEL_CONFIG)
@@ -229,7 +232,16 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
         if not resume:
             raise ConfigError(f"{log_root} already holds a run (checkpoint {latest}); "
                               "use --resume_training=True to continue it or a new --log_root")
-        _check_resumable(read_json(config_path), config, log_root)
+        saved = read_json(config_path)
+        _check_resumable(saved, config, log_root)
+        if saved.get("init_from"):  # the warm start stays on record; it is not redone
+            config["init_from"] = saved["init_from"]
+        if init_from:
+            logging.info("%s resumes from its own checkpoint; --init_from=%s is not used",
+                         log_root, init_from)
+    elif init_from:
+        config["init_from"] = os.path.abspath(init_from)
+    config_text = json.dumps(config, indent=2, sort_keys=True)
     if chief:
         write_json_atomic(config_path, config)
 
@@ -241,6 +253,9 @@ def _train_and_evaluate(hparams, log_root, data_dir, resume, strategy, verbose,
     if latest is not None:
         state.update(manager.restore(model, latest))
         logging.info("resuming at step %d", state["step"])
+    elif init_from:
+        from sketchtk.training.warm_start import warm_start
+        warm_start(model, init_from)
     start_step = int(state["step"])
     check_workers_agree(strategy, start_step, "checkpoint step to resume from")
     n_train = len(data["train"])
