@@ -27,6 +27,7 @@ TIME_EMBEDDINGS = ("fourier", "sinusoidal")
 SAMPLE_XLA = ("auto", "on", "off")  # StrokeDiffusion.sample_xla
 COND_ENCODERS = ("none", "pointcloud", "sketch")  # sketchtk.layers.cond_encoders
 COND_ENCODER_OUTS = ("tanh", "norm", "batchnorm")  # sketchtk.layers.cond_encoders.OUTPUTS
+COND_SKETCH_INPUTS = ("points", "features")  # StrokeDiffusion.condition_vector
 PROCESSES = ("gaussian", "star", "spd")  # sketchtk.diffusion: process, star, spd
 STAR_POSITIONS = ("gaussian", "beta", "polar")  # the star-shaped family of the (x, y) channels
 STAR_LOSSES = ("kl", "kl_rescaled")
@@ -128,6 +129,7 @@ class HParams:
     cond_encoder_out: str = "tanh"  # encoder output: tanh (ChiroDiff) | norm (linear + LayerNorm: no saturation) | batchnorm
     cond_set_pointnet: bool = False  # pointcloud: per-point MLP + max-pool next to the feature token
     cond_set_fourier: int = 0  # pointcloud: random Fourier frequencies of the point coordinates (0 = raw x, y)
+    cond_sketch_input: str = "points"  # sketch: the normalised points (ChiroDiff) | features (+ the complementary representation, as the denoiser)
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
     star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1)) | polar (von Mises direction + Gaussian length)
     star_loss: str = "kl_rescaled"  # star: kl | kl_rescaled (Beta KL / nu, Gaussian x0-MSE / 2)
@@ -156,6 +158,7 @@ class HParams:
                              ("pen_mode", PEN_MODES), ("time_embedding", TIME_EMBEDDINGS),
                              ("cond_encoder", COND_ENCODERS), ("process", PROCESSES),
                              ("cond_encoder_out", COND_ENCODER_OUTS),
+                             ("cond_sketch_input", COND_SKETCH_INPUTS),
                              ("star_positions", STAR_POSITIONS), ("star_loss", STAR_LOSSES),
                              ("sample_xla", SAMPLE_XLA)):
             if getattr(self, key) not in allowed:

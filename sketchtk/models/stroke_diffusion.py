@@ -147,7 +147,10 @@ class StrokeDiffusion(BuiltUpFrontModel):
         sketches ``points`` ``[B, L, 3]`` (data units); None for an unconditional model.
 
         ``cond_encoder=pointcloud`` sees only the (x, y) positions as a set, centred on their mean
-        (an unordered point set has no first point); ``sketch`` sees the normalised sequence.
+        (an unordered point set has no first point); ``sketch`` sees the normalised sequence
+        (ChiroDiff ``BiRNNEncoderFeature``), and with ``cond_sketch_input=features`` also its
+        complementary representation, as the denoiser does (a departure: in delta mode the
+        encoder then reads the positions directly instead of having to sum the offsets).
         """
         parts = []
         if self.class_embedding is not None:
@@ -165,6 +168,8 @@ class StrokeDiffusion(BuiltUpFrontModel):
                 feats = (xy - centre) * mask[..., None]
             else:
                 feats = self.normalise(points, mask)
+                if self.hparams.cond_sketch_input == "features":  # + positions (delta) / velocities
+                    feats = self.features(feats, mask)
             parts.append(self.cond_encoder(feats, mask, training=training))
         if not parts:
             return None
@@ -186,24 +191,14 @@ class StrokeDiffusion(BuiltUpFrontModel):
                              "vector (condition_vector) at every call; see sketchtk.sampling."
                              "diffusion_apps")
 
-        def run(lab, f=feats, tn=t_norm, m=mask):
+        def run(lab, f, tn, m):
             cond = None if self.class_embedding is None else self.class_embedding(lab)
             y = self.denoiser(f, tn, m, cond, training=training)
             return y[..., :self.channels], y[..., self.channels:]
 
         if self.class_embedding is None:
-            return run(None)
-        batch = tf.shape(x_t)[0]
-        null = tf.fill([batch], self.null_label)
-        if labels is None:
-            return run(null)
-        labels = tf.cast(labels, tf.int32)
-        if isinstance(guidance, (int, float)) and guidance == 1.0:
-            return run(labels)
-        out, pen = run(tf.concat([labels, null], 0), tf.concat([feats, feats], 0),
-                       tf.concat([t_norm, t_norm], 0), tf.concat([mask, mask], 0))
-        return (cfg.guided(out[:batch], out[batch:], guidance),
-                cfg.guided(pen[:batch], pen[batch:], guidance))
+            return run(None, feats, t_norm, mask)
+        return cfg.guided_call(run, labels, self.null_label, guidance, feats, t_norm, mask)
 
     # ------------------------------------------------------------------ losses
 

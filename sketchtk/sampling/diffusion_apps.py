@@ -295,6 +295,61 @@ def condition_usage(loaded, split="valid", num=40, ts=(10, 25, 50, 75), seed=0):
             "spread": float(c.std(0).mean()), "mean_abs": float(np.abs(c).mean())}
 
 
+def chamfer(a, b):
+    """Symmetric mean nearest-neighbour distance between point sets ``[N, 2]`` and ``[M, 2]``."""
+    d = np.sqrt(((np.asarray(a)[:, None] - np.asarray(b)[None]) ** 2).sum(-1))
+    return 0.5 * float(d.min(1).mean() + d.min(0).mean())
+
+
+def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None, seed=0,
+                        indices=None):
+    """Do a ``cond_encoder`` model's samples follow their condition? For ``num`` sketches of
+    ``split``: one sample from each sketch's own condition (its shuffled points for
+    ``pointcloud``, the sketch for ``sketch``) and one from the next sketch's condition, both
+    with the sketch's number of points; the Chamfer distance (radius units, shapes compared
+    about their centroids) from each sample to the sketch. ``own`` / ``other``: their means;
+    ``own_better``: the fraction of sketches whose own-condition sample is the closer;
+    ``between_sketches``: the mean distance between each sketch and the next (what an ignored
+    condition gives at best). A model that follows its condition has ``own`` well below
+    ``other`` and ``own_better`` near 1 (README 'Diffusion applications'). ``indices``: the
+    sketches of ``split`` to use (default: ``num`` drawn with ``seed``), returned as ``index``."""
+    model = loaded.model
+    kind = model.hparams.cond_encoder
+    if model.cond_encoder is None:
+        raise ValueError(f"condition_following needs a cond_encoder model; {loaded.model_dir} "
+                         "has cond_encoder=none")
+    data = loaded.split(split)
+    rng = np.random.default_rng(seed)
+    idx = (rng.choice(len(data), min(num, len(data)), replace=False) if indices is None
+           else np.asarray(indices, np.int64))
+    sketches = [np.asarray(data.sketches[i], np.float32) for i in idx]
+    shapes = [stroke_ops.to_absolute(s)[:, :2] for s in sketches]
+    if kind == "pointcloud":
+        rows = [_point_rows(p[rng.permutation(len(p))], model.hparams.representation)
+                for p in shapes]
+    else:
+        rows = [loaded.rows(s) for s in sketches]
+    n = len(rows)
+    other = [(j + 1) % n for j in range(n)]
+    points, mask = loaded.batch(rows + [rows[o] for o in other])
+    cond = loaded.condition(None, points, mask)
+    samples = _sample(loaded, cond, [len(r) for r in rows] * 2, sampler, steps, 0.0, seed)
+
+    def centred(p):
+        return p - p.mean(0)
+
+    def distance(sample, j):
+        got = stroke_ops.to_absolute(np.asarray(sample, np.float64) / loaded.scale_factor)[:, :2]
+        return chamfer(centred(got), centred(shapes[j]))
+
+    own = np.array([distance(samples[j], j) for j in range(n)])
+    oth = np.array([distance(samples[n + j], j) for j in range(n)])
+    between = [chamfer(centred(shapes[o]), centred(shapes[j])) for j, o in enumerate(other)]
+    return {"num": n, "split": split, "own": float(own.mean()), "other": float(oth.mean()),
+            "own_better": float(np.mean(own < oth)), "between_sketches": float(np.mean(between)),
+            "index": [int(i) for i in idx]}
+
+
 def heal_sketches(loaded, sketches, labels, heal_ts, seed=0):
     """Each of ``sketches`` (stroke-3, data units / scale) noised to ``t = T - 1`` and denoised
     back over ``T`` DDPM steps, for each ``T`` of ``heal_ts``; returns ``{T: [stroke-3]}`` in data

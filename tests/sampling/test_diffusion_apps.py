@@ -79,6 +79,18 @@ def test_conditioning_encoder_reaches_the_denoiser_and_is_trained(point_data, en
     assert any(abs(r["zero"] - r["right"]) > 1e-6 for r in usage["per_t"])
 
 
+def test_sketch_encoder_reads_the_denoisers_features_with_cond_sketch_input_features(point_data):
+    loaded = _loaded(point_data, cond_encoder="sketch", cond_sketch_input="features")
+    model = loaded.model
+    points, mask = _two(loaded)
+    # delta mode: the encoder also reads the positions (the offsets' running sum)
+    assert model.cond_encoder.rnns[0].forward_layer.cell.kernel.shape[0] == model.channels + 2
+    expected = model.cond_encoder(model.features(model.normalise(points, mask), mask), mask)
+    np.testing.assert_allclose(model.condition_vector(None, points, mask), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="cond_sketch_input"):
+        get_preset("diffusion_smoke").replace(cond_sketch_input="raw").validated()
+
+
 def test_point_cloud_condition_ignores_the_order_of_the_points(point_data):
     loaded = _loaded(point_data, cond_encoder="pointcloud")
     sketch, points, _ = loaded.source("test:2", "vectorise_from")
@@ -159,3 +171,32 @@ def test_vectorise_abstract_and_invert_jobs_write_sketches_and_pictures(point_da
     saved = json.load(open(tmp_path / "inversion.json"))
     assert saved["num_sketches"] == 3 and np.isfinite(saved["rms_error_mean"])
     assert os.path.exists(tmp_path / "inversion.png") and report == saved
+
+
+@pytest.mark.parametrize("encoder", ["sketch", "pointcloud"])
+def test_condition_following_scores_a_perfect_follower_zero_and_an_ignorer_even(
+        point_data, encoder, monkeypatch):
+    loaded = _loaded(point_data, cond_encoder=encoder)
+    index = [4, 0, 9, 2, 7, 5]
+    sketches = [np.asarray(loaded.test.sketches[i], np.float32) for i in index]
+    # stand-ins: the "condition" of batch row i is i (rows n + j hold the next sketch's
+    # condition), and a sample is the real sketch of its condition (a perfect follower) or
+    # always the first sketch (a model that ignores it)
+    monkeypatch.setattr(loaded, "condition",
+                        lambda labels, points, mask: np.arange(len(points))[:, None])
+    n = len(index)
+    source = lambda c: c if c < n else (c - n + 1) % n  # noqa: E731
+    monkeypatch.setattr(apps, "_sample", lambda ld, cond, *a: [
+        ld.in_data_units(sketches[source(int(c))]) for c in cond[:, 0]])
+    perfect = apps.condition_following(loaded, "test", indices=index)
+    assert perfect["index"] == index
+    assert perfect["own"] < 1e-5 and perfect["own_better"] == 1.0
+    assert perfect["other"] == pytest.approx(perfect["between_sketches"], rel=1e-5)
+    assert perfect["between_sketches"] > 0.1  # different real sketches are far apart
+    monkeypatch.setattr(apps, "_sample", lambda ld, cond, *a: [
+        ld.in_data_units(sketches[0])] * len(cond))
+    ignorer = apps.condition_following(loaded, "test", indices=index)
+    assert ignorer["own"] == pytest.approx(ignorer["other"], rel=1e-9)
+    assert ignorer["own_better"] == 0.0
+    with pytest.raises(ValueError, match="cond_encoder=none"):
+        apps.condition_following(_loaded(point_data), "test", num=2)
