@@ -23,3 +23,23 @@ def drop_labels(labels, null_label, prob, seed):
 def guided(conditional, unconditional, scale):
     """``unconditional + scale * (conditional - unconditional)`` (any matching shapes)."""
     return unconditional + scale * (conditional - unconditional)
+
+
+def guided_call(run, labels, null_label, guidance, *inputs):
+    """A class-conditional network call with classifier-free guidance.
+
+    ``run(labels, *inputs)`` returns a batch-first tensor or a tuple of them. ``labels`` None:
+    one pass with ``null_label``; ``guidance == 1``: one conditional pass; otherwise one pass on
+    the doubled batch (the labels, then ``null_label``) combined by :func:`guided`.
+    """
+    batch = tf.shape(inputs[0])[0]
+    null = tf.fill([batch], tf.cast(null_label, tf.int32))
+    if labels is None:
+        return run(null, *inputs)
+    labels = tf.cast(labels, tf.int32)
+    if isinstance(guidance, (int, float)) and guidance == 1.0:
+        return run(labels, *inputs)
+    out = run(tf.concat([labels, null], 0), *[tf.concat([x, x], 0) for x in inputs])
+    if isinstance(out, tuple):
+        return tuple(guided(o[:batch], o[batch:], guidance) for o in out)
+    return guided(out[:batch], out[batch:], guidance)

@@ -90,16 +90,11 @@ class RasterDiffusion(BuiltUpFrontModel):
         t_norm = (tf.cast(t, tf.float32) + 1.0) / float(self.process.num_steps)
         if self.class_embedding is None:
             return self.denoiser(x_t, t_norm, None, None)
-        batch = tf.shape(x_t)[0]
-        null = tf.fill([batch], self.num_classes)
-        if labels is None:
-            return self.denoiser(x_t, t_norm, None, self.class_embedding(null))
-        labels = tf.cast(labels, tf.int32)
-        if isinstance(guidance, (int, float)) and guidance == 1.0:
-            return self.denoiser(x_t, t_norm, None, self.class_embedding(labels))
-        out = self.denoiser(tf.concat([x_t, x_t], 0), tf.concat([t_norm, t_norm], 0), None,
-                            self.class_embedding(tf.concat([labels, null], 0)))
-        return cfg.guided(out[:batch], out[batch:], guidance)
+
+        def run(lab, x, tn):
+            return self.denoiser(x, tn, None, self.class_embedding(lab))
+
+        return cfg.guided_call(run, labels, self.num_classes, guidance, x_t, t_norm)
 
     def compute_losses(self, batch, training=False):
         x0 = images_to_x0(batch["images"])

@@ -126,6 +126,30 @@ def test_guidance_scale_zero_is_unconditional_one_is_conditional():
     np.testing.assert_allclose(guidance.guided(c, u, 2.0), [[3.0, 3.5]])
 
 
+def test_guided_call_runs_the_null_label_once_and_guides_a_doubled_batch():
+    calls = []
+
+    def run(labels, x, scale):  # output = x * scale + label, and a second output
+        calls.append(labels.numpy().tolist())
+        y = x * scale[:, None] + tf.cast(labels, tf.float32)[:, None]
+        return y, 2.0 * y
+
+    x, scale = tf.constant([[1.0, 2.0], [3.0, 4.0]]), tf.constant([1.0, 10.0])
+    out, _ = guidance.guided_call(run, None, 9, 3.0, x, scale)
+    np.testing.assert_allclose(out, [[10.0, 11.0], [39.0, 49.0]])  # the null label, one pass
+    out, _ = guidance.guided_call(run, [1, 2], 9, 1.0, x, scale)
+    np.testing.assert_allclose(out, [[2.0, 3.0], [32.0, 42.0]])
+    assert calls == [[9, 9], [1, 2]]
+    out, twice = guidance.guided_call(run, [1, 2], 9, 2.0, x, scale)
+    assert calls[-1] == [1, 2, 9, 9]  # one pass over labels then null labels
+    # u + 2 (c - u) with c = x s + label, u = x s + 9
+    np.testing.assert_allclose(out, [[-6.0, -5.0], [25.0, 35.0]])
+    np.testing.assert_allclose(twice, 2.0 * out.numpy())
+    single = guidance.guided_call(lambda lab, x: x + tf.cast(lab, tf.float32)[:, None],
+                                  [0], 4, 0.0, tf.zeros([1, 3]))
+    np.testing.assert_allclose(single, [[4.0, 4.0, 4.0]])  # guidance 0 = unconditional
+
+
 def test_label_dropout_rate_and_null_label():
     labels = tf.zeros([20000], tf.int32) + 3
     dropped = guidance.drop_labels(labels, 5, 0.1, (0, 7)).numpy()
