@@ -669,6 +669,11 @@ def run_shortcut_sampling(model_dir, output_dir, regressor_path, num_per_categor
 # ------------------------------------------------------------------------------ sample.py
 
 APP_FLAGS = ("vectorise_from", "abstract_from", "heal_from", "mix", "invert")
+# the options of those jobs, and of --sampler=shortcut (sample.py flags)
+APP_OPTION_FLAGS = ("rdp_epsilon", "heal_t", "corrupt", "corrupt_strength", "mix_steps",
+                    "mix_what", "app_samples")
+SHORTCUT_FLAGS = ("shortcut_regressor", "classifier_dir", "shortcut_threshold",
+                  "shortcut_min_steps", "shortcut_base", "shortcut_stride_steps")
 
 
 def requested(flags):

@@ -14,8 +14,8 @@ A ``model=raster_diffusion`` run (``sketchtk.models.raster_diffusion``, shortest
 
 The options that have no meaning for images are refused with one line each
 (:func:`check_flags`): the latent ones (``--interpolate``, ``--component``, ``--temperature``,
-``--std_scaling``), the stroke-diffusion applications and ``--sampler=shortcut``, and
-``--show_process``.
+``--std_scaling``), the stroke-diffusion applications with their options, ``--sampler=shortcut``
+with its options, and ``--show_process``.
 """
 
 import os
@@ -25,10 +25,13 @@ from absl import logging
 from PIL import Image
 
 from sketchtk.data.npz_io import save_npz_atomic
+from sketchtk.sampling.diffusion_apps import APP_FLAGS, APP_OPTION_FLAGS, SHORTCUT_FLAGS
 from sketchtk.training.checkpoints import MODEL_CONFIG, read_json, run_model
 
 MODEL = "raster_diffusion"
 GRID_COLUMNS = 10
+_STROKE_APPS = "the diffusion applications redraw stroke sequences"
+_SHORTCUT = "r-Shortcut's regressor reads stroke sequences"
 # sample.py flags with no meaning for an image model: flag -> why
 NOT_FOR_IMAGES = {
     "interpolate": "a latent interpolation needs a latent-variable model",
@@ -36,12 +39,8 @@ NOT_FOR_IMAGES = {
     "temperature": "the temperature scales a stroke decoder's distribution",
     "std_scaling": "the temperature scales a stroke decoder's distribution",
     "show_process": "the process pictures draw stroke sequences",
-    "vectorise_from": "the diffusion applications redraw stroke sequences",
-    "abstract_from": "the diffusion applications redraw stroke sequences",
-    "heal_from": "the diffusion applications redraw stroke sequences",
-    "mix": "the diffusion applications redraw stroke sequences",
-    "invert": "the diffusion applications redraw stroke sequences",
-    "shortcut_regressor": "r-Shortcut's regressor reads stroke sequences",
+    **{name: _STROKE_APPS for name in APP_FLAGS + APP_OPTION_FLAGS},
+    **{name: _SHORTCUT for name in SHORTCUT_FLAGS},
 }
 
 
@@ -59,7 +58,7 @@ def check_flags(flags, model_dir):
                              f"(it samples images; {why})")
     if flags.sampler == "shortcut":
         raise ConfigError(f"--sampler=shortcut: does not apply to {model_dir}, a {MODEL} run "
-                         "(r-Shortcut's regressor reads stroke sequences); use ddpm or ddim")
+                          f"({_SHORTCUT}); use ddpm or ddim")
 
 
 def run_from_flags(flags):

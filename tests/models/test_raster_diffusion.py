@@ -98,6 +98,8 @@ def test_sample_py_refuses_flags_that_do_not_apply_to_a_raster_run(entry, tmp_pa
         (base + ["--show_process=True"], 2, "--show_process: does not apply"),
         (base + ["--heal_from=test:0"], 2, "--heal_from: does not apply"),
         (base + ["--sampler=shortcut"], 2, "--sampler=shortcut: does not apply"),
+        (base + ["--shortcut_threshold=0.5"], 2, "--shortcut_threshold: does not apply"),
+        (base + ["--rdp_epsilon=0.1"], 2, "--rdp_epsilon: does not apply"),
         (base + ["--steps=21"], 1, "--steps=21: must be in [1, 20]"),
         ([f"--model_dir={uncond_dir}", f"--output_dir={out}"], 1,
          "--conditional=True needs a class-conditional model"),
