@@ -14,6 +14,17 @@ _LABEL_HEIGHT = 12      # px of the label strip under each cell, when labels are
 _MARGIN_FRACTION = 0.06  # free border of a cell's drawing, as a fraction of the cell
 
 
+def grid_order(labels, num_categories, per_row=10, limit=100):
+    """Indices of the samples a ``grid.png`` shows: up to ``per_row`` of each category in turn
+    (a row per category when each has ``per_row``), at most ``limit``; the first ``limit`` when
+    a label is negative (unconditional samples)."""
+    labels = np.asarray(labels)
+    if len(labels) == 0 or labels.min() < 0:
+        return np.arange(min(len(labels), limit))
+    rows = [np.flatnonzero(labels == c)[:per_row] for c in range(num_categories)]
+    return np.concatenate(rows + [np.zeros(0, np.int64)])[:limit]
+
+
 def _layout(count, ncols, labels):
     """(ncols, nrows) for ``count`` cells; checks ``labels`` has one entry per sketch."""
     if ncols < 1:

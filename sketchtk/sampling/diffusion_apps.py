@@ -43,7 +43,7 @@ from sketchtk.data.point_sequences import (padded_length, prepare_point_data, pr
                                            to_points)
 from sketchtk.diffusion.inversion import DDIMInverter
 from sketchtk.diffusion.samplers import ReverseSampler, sampling_timesteps
-from sketchtk.render.grid import save_grid_png
+from sketchtk.render.grid import grid_order, save_grid_png
 
 CELL = 96
 
@@ -658,8 +658,7 @@ def run_shortcut_sampling(model_dir, output_dir, regressor_path, num_per_categor
               "threshold": np.float32(threshold), "calls": calls,
               "stride_steps": np.int64(stride_steps or 0)}
     save_npz_atomic(os.path.join(output_dir, "samples.npz"), bundle, compressed=False)
-    grid = [sketches[i] for c in range(len(categories))
-            for i in np.flatnonzero(labels == c)[:10]]
+    grid = [sketches[i] for i in grid_order(labels, len(categories), limit=len(labels))]
     save_grid_png(grid, os.path.join(output_dir, "grid.png"), ncols=10)
     logging.info("r-Shortcut: %.1f denoiser calls per sketch on average (plain: %d)",
                  calls.mean(), len(timesteps))

@@ -25,7 +25,7 @@ from PIL import Image
 from sketchtk.data.loader import load_sketch_data
 from sketchtk.data.npz_io import save_npz_atomic
 from sketchtk.data.point_sequences import padded_length, prepare_point_data, to_points
-from sketchtk.render.grid import save_grid_png, save_grid_svg
+from sketchtk.render.grid import grid_order, save_grid_png, save_grid_svg
 from sketchtk.render.svg import save_svg
 from sketchtk.training.trainer import load_trained_model
 
@@ -145,11 +145,8 @@ def run_diffusion_sampling(model_dir, output_dir, num_per_category=10, condition
               "eta": np.float32(eta), "variance_strength": np.float32(variance_strength),
               "guidance": np.float32(guidance)}
     save_npz_atomic(os.path.join(output_dir, "samples.npz"), bundle, compressed=False)
-    if conditional:
-        order = np.concatenate([np.flatnonzero(labels == c)[:10] for c in range(len(categories))])
-    else:
-        order = np.arange(min(total, 100))
-    grid = [sketches[i] for i in order[:100]]
+    order = grid_order(labels, len(categories)) if conditional else np.arange(min(total, 100))
+    grid = [sketches[i] for i in order]
     save_grid_png(grid, os.path.join(output_dir, "grid.png"), ncols=10)
     save_grid_svg(grid, os.path.join(output_dir, "grid.svg"), ncols=10)
     if trajectory is not None:

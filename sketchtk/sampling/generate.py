@@ -22,7 +22,7 @@ from sketchtk.data import strokes as stroke_ops
 from sketchtk.data.loader import load_sketch_data
 from sketchtk.data.npz_io import save_npz_atomic
 from sketchtk.data.pipeline import make_dataset
-from sketchtk.render.grid import save_grid_png, save_grid_svg
+from sketchtk.render.grid import grid_order, save_grid_png, save_grid_svg
 from sketchtk.render.raster import render_sketches
 from sketchtk.render.svg import save_svg
 from sketchtk.sampling.sampler import Sampler
@@ -168,7 +168,7 @@ def run_sampling(model_dir, output_dir, num_per_category=300, conditional=True, 
               "components": components, "ref_index": ref, "conditional": np.bool_(conditional),
               "temperature": np.float32(temperature), "seed": np.int64(seed)}
     save_npz_atomic(os.path.join(output_dir, "samples.npz"), bundle, compressed=False)
-    order = _grid_order(labels, len(categories), per_row=10) if conditional else np.arange(
+    order = grid_order(labels, len(categories)) if conditional else np.arange(
         min(len(sketches), 100))
     grid = [sketches[i] for i in order]
     # conditional: one row per category when it has at most 10 samples
@@ -202,11 +202,6 @@ def warn_if_degenerate(sketches, threshold=0.2):
                         "longer or use a larger preset (--preset=quickstart / default)",
                         empty, len(sketches))
     return empty
-
-
-def _grid_order(labels, num_categories, per_row):
-    rows = [np.flatnonzero(labels == c)[:per_row] for c in range(num_categories)]
-    return np.concatenate([r for r in rows if len(r)])[:100]
 
 
 def _interpolate(model, sampler, test_codes, pair, output_dir, temperature, seed, steps=10):

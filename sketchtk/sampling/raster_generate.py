@@ -25,6 +25,7 @@ from absl import logging
 from PIL import Image
 
 from sketchtk.data.npz_io import save_npz_atomic
+from sketchtk.render.grid import grid_order
 from sketchtk.sampling.diffusion_apps import APP_FLAGS, APP_OPTION_FLAGS, SHORTCUT_FLAGS
 from sketchtk.training.checkpoints import MODEL_CONFIG, read_json, run_model
 
@@ -94,16 +95,6 @@ def save_image_grid(images, path, ncols=GRID_COLUMNS, gap=2):
     Image.fromarray(sheet).save(path)
 
 
-def grid_order(labels, num_categories, per_row=GRID_COLUMNS):
-    """Indices for ``grid.png``: up to ``per_row`` of each category in turn (rows), else the
-    first ``per_row ** 2``."""
-    labels = np.asarray(labels)
-    if len(labels) and labels.min() >= 0:
-        return np.concatenate([np.flatnonzero(labels == c)[:per_row]
-                               for c in range(num_categories)])
-    return np.arange(min(len(labels), per_row * per_row))
-
-
 def run_raster_sampling(model_dir, output_dir, num_per_category=10, conditional=True,
                         sampler="ddpm", steps=None, eta=0.0, variance_strength=1.0,
                         guidance=1.0, seed=0, batch_size=100, write_files=True, clip_x0=True):
@@ -159,6 +150,6 @@ def run_raster_sampling(model_dir, output_dir, num_per_category=10, conditional=
               "guidance": np.float32(guidance), "clip_x0": np.bool_(clip_x0)}
     save_npz_atomic(os.path.join(output_dir, "samples.npz"), bundle, compressed=False)
     ncols = min(GRID_COLUMNS, num_per_category) if conditional else GRID_COLUMNS
-    save_image_grid(images[grid_order(labels, len(categories), ncols)],
+    save_image_grid(images[grid_order(labels, len(categories), ncols, ncols * ncols)],
                     os.path.join(output_dir, "grid.png"), ncols)
     return {"images": images, "names": bundle["names"], "labels": labels}

@@ -73,12 +73,9 @@ def _raster_config_run(tmp_path, class_conditional=True, source=None):
     return str(run)
 
 
-def test_raster_sample_names_count_per_category_and_grid_rows_are_categories():
+def test_raster_sample_names_count_per_category():
     names = raster_generate.sample_names(np.array([0, 0, 2, -1, 0]), ["cat", "pig", "the_sun"])
     assert names == ["cat_0", "cat_1", "the_sun_0", "uncond_0", "cat_2"]
-    labels = np.repeat(np.arange(3), 12)
-    order = raster_generate.grid_order(labels, 3)
-    assert len(order) == 30 and list(labels[order]) == [0] * 10 + [1] * 10 + [2] * 10
 
 
 def test_sample_py_refuses_flags_that_do_not_apply_to_a_raster_run(entry, tmp_path, capsys):

@@ -54,3 +54,16 @@ def test_svg_grid_has_one_path_per_sketch(tmp_path, sheep):
     assert size == (5 * 64, 3 * (64 + grid._LABEL_HEIGHT))
     assert len(root.findall(f".//{SVG_NS}path")) == 13
     assert [t.text for t in root.findall(f".//{SVG_NS}text")] == [f"s{i}" for i in range(13)]
+
+
+def test_grid_order_gives_a_row_per_category_and_the_first_samples_when_unconditional():
+    labels = np.repeat(np.arange(3), 12)
+    order = grid.grid_order(labels, 3)
+    assert len(order) == 30 and list(labels[order]) == [0] * 10 + [1] * 10 + [2] * 10
+    assert list(order[:3]) == [0, 1, 2] and order[10] == 12  # the first of each category
+    # a category without samples adds no row; the limit caps the total
+    sparse = np.array([2, 0, 2])
+    assert list(grid.grid_order(sparse, 3)) == [1, 0, 2]
+    assert len(grid.grid_order(np.repeat(np.arange(20), 10), 20)) == 100
+    np.testing.assert_array_equal(grid.grid_order(np.full(150, -1), 5), np.arange(100))
+    assert len(grid.grid_order(np.zeros(0, np.int64), 0)) == 0
