@@ -67,15 +67,17 @@ def load_samples(sample_dir):
     # a downloaded samples.npz is untrusted: its object arrays go through the restricted
     # unpickler (refuses anything but numpy arrays), and a corrupt file raises DataError
     samples = load_npz(path)
-    if "strokes" not in samples and "images" not in samples:
-        raise DataError(f"{path}: has no 'strokes' array (keys: {sorted(samples)}); write it with "
-                        "sample.py")
-    if "strokes" not in samples:  # raster_diffusion images (sketchtk.sampling.raster_generate)
+    if "strokes" in samples:
+        n = len(samples["strokes"])
+    elif "images" in samples:  # raster_diffusion images (sketchtk.sampling.raster_generate)
         images = np.asarray(samples["images"])
         if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] != images.shape[2]:
             raise DataError(f"{path}: 'images' must be uint8 [N, W, W], got {images.dtype} "
                             f"{list(images.shape)}")
-    n = len(samples["strokes"] if "strokes" in samples else samples["images"])
+        n = len(images)
+    else:
+        raise DataError(f"{path}: has no 'strokes' array (keys: {sorted(samples)}); write it with "
+                        "sample.py")
     for key in ("labels", "ref_index"):
         if key in samples and np.shape(samples[key]) != (n,):
             raise DataError(f"{path}: '{key}' has shape {np.shape(samples[key])}, expected ({n},) "

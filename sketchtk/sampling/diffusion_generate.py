@@ -27,6 +27,7 @@ from sketchtk.data.npz_io import save_npz_atomic
 from sketchtk.data.point_sequences import padded_length, prepare_point_data, to_points
 from sketchtk.render.grid import grid_order, save_grid_png, save_grid_svg
 from sketchtk.render.svg import save_svg
+from sketchtk.sampling.generate import file_stems
 from sketchtk.training.trainer import load_trained_model
 
 PNG_WIDTH = 96
@@ -37,13 +38,10 @@ GIF_FRAMES = 40
 
 def _write_sketch_files(output_dir, sketches, names):
     from sketchtk.render.raster import render_sketches
-    counters = {}
     images = render_sketches(sketches, width=PNG_WIDTH)
-    for sketch, name, image in zip(sketches, names, images):
-        i = counters.get(name, 0)
-        counters[name] = i + 1
-        save_svg(sketch, os.path.join(output_dir, f"{name}_{i}.svg"))
-        Image.fromarray(image).save(os.path.join(output_dir, f"{name}_{i}.png"))
+    for sketch, stem, image in zip(sketches, file_stems(names), images):
+        save_svg(sketch, os.path.join(output_dir, f"{stem}.svg"))
+        Image.fromarray(image).save(os.path.join(output_dir, f"{stem}.png"))
 
 
 def _in_data_units(sketches, scale_factor):

@@ -75,14 +75,21 @@ def choose_references(labels, num_per_category, num_categories, seed):
     return np.concatenate(chosen)
 
 
-def _write_sample_files(output_dir, sketches, names, codes, components):
-    counters = {}
-    images = render_sketches(sketches, width=PNG_WIDTH)
-    from PIL import Image
-    for sketch, name, code, comp, image in zip(sketches, names, codes, components, images):
+def file_stems(names):
+    """``sample.py``'s per-sample file names: ``<name>_<i>``, numbered from 0 per name in order."""
+    counters, stems = {}, []
+    for name in names:
         i = counters.get(name, 0)
         counters[name] = i + 1
-        stem = f"{name}_{i}"
+        stems.append(f"{name}_{i}")
+    return stems
+
+
+def _write_sample_files(output_dir, sketches, names, codes, components):
+    images = render_sketches(sketches, width=PNG_WIDTH)
+    from PIL import Image
+    for sketch, stem, code, comp, image in zip(sketches, file_stems(names), codes, components,
+                                               images):
         save_svg(sketch, os.path.join(output_dir, stem + ".svg"))
         Image.fromarray(image).save(os.path.join(output_dir, stem + ".png"))
         np.save(os.path.join(output_dir, f"code_{stem}.npy"), code)

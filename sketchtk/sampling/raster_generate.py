@@ -27,6 +27,7 @@ from PIL import Image
 from sketchtk.data.npz_io import save_npz_atomic
 from sketchtk.render.grid import grid_order
 from sketchtk.sampling.diffusion_apps import APP_FLAGS, APP_OPTION_FLAGS, SHORTCUT_FLAGS
+from sketchtk.sampling.generate import file_stems
 from sketchtk.training.checkpoints import MODEL_CONFIG, read_json, run_model
 
 MODEL = "raster_diffusion"
@@ -73,14 +74,8 @@ def run_from_flags(flags):
 
 
 def sample_names(labels, categories):
-    """Per-sample file names ``<category>_<i>`` (``uncond_<i>`` for label -1), numbered per name."""
-    counters, names = {}, []
-    for label in labels:
-        name = categories[label] if label >= 0 else "uncond"
-        i = counters.get(name, 0)
-        counters[name] = i + 1
-        names.append(f"{name}_{i}")
-    return names
+    """Per-sample names: the category, ``uncond`` for label -1 (files: ``generate.file_stems``)."""
+    return [categories[label] if label >= 0 else "uncond" for label in labels]
 
 
 def save_image_grid(images, path, ncols=GRID_COLUMNS, gap=2):
@@ -141,9 +136,9 @@ def run_raster_sampling(model_dir, output_dir, num_per_category=10, conditional=
     images = np.concatenate(images)
     names = sample_names(labels, categories)
     if write_files:
-        for name, image in zip(names, images):
-            Image.fromarray(image).save(os.path.join(output_dir, f"{name}.png"))
-    bundle = {"images": images, "names": np.array([n.rsplit("_", 1)[0] for n in names]),
+        for stem, image in zip(file_stems(names), images):
+            Image.fromarray(image).save(os.path.join(output_dir, f"{stem}.png"))
+    bundle = {"images": images, "names": np.array(names),
               "labels": labels, "conditional": np.bool_(conditional), "seed": np.int64(seed),
               "sampler": np.array(sampler), "steps": np.int64(steps or hp["diffusion_steps"]),
               "eta": np.float32(eta), "variance_strength": np.float32(variance_strength),

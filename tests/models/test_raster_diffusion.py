@@ -20,7 +20,7 @@ from sketchtk.metrics.evaluate import load_samples, run_evaluation, sample_image
 from sketchtk.models.raster_diffusion import images_to_x0, x0_to_images
 from sketchtk.render.raster import render_sketches
 from sketchtk.sampling import raster_generate
-from sketchtk.sampling.generate import load_test_set
+from sketchtk.sampling.generate import file_stems, load_test_set
 from sketchtk.training import trainer
 from sketchtk.training.checkpoints import read_json, write_json_atomic
 from tests.layer_checks import check_layer
@@ -73,9 +73,10 @@ def _raster_config_run(tmp_path, class_conditional=True, source=None):
     return str(run)
 
 
-def test_raster_sample_names_count_per_category():
+def test_raster_sample_files_are_numbered_per_category():
     names = raster_generate.sample_names(np.array([0, 0, 2, -1, 0]), ["cat", "pig", "the_sun"])
-    assert names == ["cat_0", "cat_1", "the_sun_0", "uncond_0", "cat_2"]
+    assert names == ["cat", "cat", "the_sun", "uncond", "cat"]
+    assert file_stems(names) == ["cat_0", "cat_1", "the_sun_0", "uncond_0", "cat_2"]
 
 
 def test_sample_py_refuses_flags_that_do_not_apply_to_a_raster_run(entry, tmp_path, capsys):
