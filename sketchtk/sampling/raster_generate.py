@@ -5,7 +5,7 @@ A ``model=raster_diffusion`` run (``sketchtk.models.raster_diffusion``, shortest
 
 - ``<name>_<i>.png`` per sample (``<name>`` = the category when class-conditional, else
   ``uncond``), at the model's ``png_width``, white background, black ink;
-- ``grid.png``: one row per category (up to 10 samples each), or the first 100;
+- ``grid.png``: one row per category (up to 10 samples each, at most 100), or the first 100;
 - ``samples.npz``: ``images`` (uint8 ``[N, W, W]``, white = 255, the renderer's convention),
   ``names``, ``labels`` (-1 unconditional), ``conditional``, ``seed``, ``sampler``, ``steps``,
   ``eta``, ``variance_strength``, ``guidance``, ``clip_x0``; no ``strokes``.
@@ -145,6 +145,6 @@ def run_raster_sampling(model_dir, output_dir, num_per_category=10, conditional=
               "guidance": np.float32(guidance), "clip_x0": np.bool_(clip_x0)}
     save_npz_atomic(os.path.join(output_dir, "samples.npz"), bundle, compressed=False)
     ncols = min(GRID_COLUMNS, num_per_category) if conditional else GRID_COLUMNS
-    save_image_grid(images[grid_order(labels, len(categories), ncols, ncols * ncols)],
+    save_image_grid(images[grid_order(labels, len(categories), ncols)],
                     os.path.join(output_dir, "grid.png"), ncols)
     return {"images": images, "names": bundle["names"], "labels": labels}
