@@ -28,6 +28,7 @@ SAMPLE_XLA = ("auto", "on", "off")  # StrokeDiffusion.sample_xla
 COND_ENCODERS = ("none", "pointcloud", "sketch")  # sketchtk.layers.cond_encoders
 COND_ENCODER_OUTS = ("tanh", "norm", "batchnorm")  # sketchtk.layers.cond_encoders.OUTPUTS
 COND_SKETCH_INPUTS = ("points", "features")  # StrokeDiffusion.condition_vector
+LOSS_WEIGHTINGS = ("uniform", "x0")  # GaussianProcess.loss_weight
 PROCESSES = ("gaussian", "star", "spd")  # sketchtk.diffusion: process, star, spd
 STAR_POSITIONS = ("gaussian", "beta", "polar")  # the star-shaped family of the (x, y) channels
 STAR_LOSSES = ("kl", "kl_rescaled")
@@ -130,6 +131,8 @@ class HParams:
     cond_set_pointnet: bool = False  # pointcloud: per-point MLP + max-pool next to the feature token
     cond_set_fourier: int = 0  # pointcloud: random Fourier frequencies of the point coordinates (0 = raw x, y)
     cond_sketch_input: str = "points"  # sketch: the normalised points (ChiroDiff) | features (+ the complementary representation, as the denoiser)
+    loss_weighting: str = "uniform"  # uniform eps-MSE (both releases) | x0: eps-MSE x clip(1 / SNR_t, 1, loss_weight_max)
+    loss_weight_max: float = 100.0  # loss_weighting=x0: the largest weight (the nearly pure-noise steps)
     process: str = "gaussian"  # gaussian (DDPM) | star (SS-DDPM: positions + Bernoulli pen) | spd (shortest-path, Fourier)
     star_positions: str = "gaussian"  # star: gaussian (normalised coords) | beta (coords mapped to (0, 1)) | polar (von Mises direction + Gaussian length)
     star_loss: str = "kl_rescaled"  # star: kl | kl_rescaled (Beta KL / nu, Gaussian x0-MSE / 2)
@@ -159,6 +162,7 @@ class HParams:
                              ("cond_encoder", COND_ENCODERS), ("process", PROCESSES),
                              ("cond_encoder_out", COND_ENCODER_OUTS),
                              ("cond_sketch_input", COND_SKETCH_INPUTS),
+                             ("loss_weighting", LOSS_WEIGHTINGS),
                              ("star_positions", STAR_POSITIONS), ("star_loss", STAR_LOSSES),
                              ("sample_xla", SAMPLE_XLA)):
             if getattr(self, key) not in allowed:
@@ -197,6 +201,11 @@ class HParams:
             bad("png_scale_ratio", "must be in (0, 1]")
         if self.precision not in PRECISIONS:
             bad("precision", f"unknown value; choose one of {list(PRECISIONS)}")
+        if self.loss_weighting != "uniform" and (self.process != "gaussian"
+                                                 or self.parametrisation != "eps"):
+            bad("loss_weighting", "weights the eps-MSE of process=gaussian, parametrisation=eps")
+        if not 1.0 <= self.loss_weight_max < math.inf:
+            bad("loss_weight_max", "must be a finite number >= 1")
         if self.star_stat_batches < 1 or self.star_beta_range <= 0:
             bad("star_stat_batches", "star_stat_batches must be >= 1 and star_beta_range > 0")
         if self.spd_c1 <= 0 or self.spd_c2 <= 0 or self.spd_m <= 0:

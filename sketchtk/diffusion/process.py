@@ -106,6 +106,19 @@ class GaussianProcess(DiffusionProcess):
         var = beta * (1.0 - ab_prev) / (1.0 - ab_t)
         return mean, var
 
+    def loss_weight(self, t, max_weight):
+        """Per-example weights ``[B]`` that put an eps-MSE in ``x0`` units where the signal is
+        weak: ``clip(1 / SNR_t, 1, max_weight)``, ``SNR_t = alphabar_t / (1 - alphabar_t)``.
+
+        The eps-MSE is the x0-MSE times ``SNR_t``, so at the nearly pure-noise steps, where a
+        sketch's layout is decided (on the ``chirodiff`` schedule alphabar is 0.002 at t = 75 of
+        100), the uniform loss hardly depends on what the network predicts for x0; a conditioning
+        vector that describes the sketch then lowers the loss by little (README, Diffusion
+        applications). Weight 1 keeps the uniform loss at the high-SNR steps (Hang et al., ICCV
+        2023, Min-SNR weighting, bound the weights the other way round, for faster training)."""
+        ab = self.alphabar(t)
+        return tf.clip_by_value((1.0 - ab) / tf.maximum(ab, 1e-12), 1.0, float(max_weight))
+
     def target(self, x0, noise, t):
         if self.parametrisation == "eps":
             return noise

@@ -244,7 +244,10 @@ class StrokeDiffusion(BuiltUpFrontModel):
                                        cond_vector=cond_vector)
         if self.star is not None:
             return self.star.losses(out, pen_logits, x0, t, mask)
-        diffusion_loss = tf.reduce_mean(self.process.loss(out, x0, noise, t, mask))
+        per_example = self.process.loss(out, x0, noise, t, mask)
+        if self.hparams.loss_weighting == "x0":  # validation uses it too: the monitored objective
+            per_example = per_example * self.process.loss_weight(t, self.hparams.loss_weight_max)
+        diffusion_loss = tf.reduce_mean(per_example)
         losses = {"diffusion_loss": diffusion_loss, "loss": diffusion_loss}
         if self.pen_head:
             target = tf.cast(batch["points"][..., 2] > 0.5, tf.int32)

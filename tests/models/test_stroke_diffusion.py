@@ -55,6 +55,32 @@ def test_guidance_scale_zero_equals_the_unconditional_model(point_data, valid_ba
     np.testing.assert_allclose(g2[0], 2 * cond[0] - uncond[0], atol=1e-4)
 
 
+def test_x0_loss_weighting_scales_each_examples_eps_mse_by_its_clipped_inverse_snr(
+        point_data, valid_batch):
+    model = _model(point_data, _hp())
+    weights = model.process.loss_weight(tf.constant([0, 10, 25, 16, 22, 49]), 50.0).numpy()
+    ab = model.process.alphabar(tf.constant([16, 22])).numpy()
+    np.testing.assert_allclose(weights[3:5], np.clip((1 - ab) / ab, 1, 50), rtol=1e-5)
+    assert weights[0] == 1.0 and weights[-1] == 50.0 and 1.0 < weights[3] < weights[4]
+    uniform = float(model.compute_losses(valid_batch)["diffusion_loss"])
+    model.hparams = model.hparams.replace(loss_weighting="x0", loss_weight_max=50.0)
+    weighted = float(model.compute_losses(valid_batch)["diffusion_loss"])
+    # the same validation draws (fixed per batch): rebuild the weighted mean by hand
+    mask = tf.cast(valid_batch["mask"], tf.float32)
+    x0 = model.normalise(tf.cast(valid_batch["points"], tf.float32), mask)
+    t, noise, _ = model._draws(valid_batch, False)
+    noise = noise * mask[..., None]
+    x_t = model.process.q_sample(x0, t, noise) * mask[..., None]
+    out, _ = model.denoise(x_t, t, mask, valid_batch["labels"])
+    per_example = model.process.loss(out, x0, noise, t, mask)
+    np.testing.assert_allclose(uniform, float(tf.reduce_mean(per_example)), rtol=1e-5)
+    want = float(tf.reduce_mean(per_example * model.process.loss_weight(t, 50.0)))
+    np.testing.assert_allclose(weighted, want, rtol=1e-5)
+    assert weighted > 1.5 * uniform  # the noisy steps now count
+    with pytest.raises(ValueError, match="loss_weighting"):
+        _hp(loss_weighting="x0", parametrisation="v").validated()
+
+
 def test_pen_head_is_decoded_from_softmax_probabilities(point_data):
     model = _model(point_data, _hp(pen_mode="head"))
     x0 = np.zeros((1, 8, 2), np.float32)
