@@ -97,8 +97,11 @@ class ReverseSampler:
                     t = tf.fill([batch], timesteps[i])
                     out, aux = self.denoise_fn(x, t, mask, context)
                     noise = step_noise(seed, i, tf.shape(x)) if noises is None else noises[i]
-                    x = reverse_step(self.process, method, x, out, t, tf.fill([batch], prev[i]),
-                                     noise, eta, strength) * mask3
+                    # keep the static shape (a denoiser may lose the batch size, e.g. at batch 1)
+                    x = tf.ensure_shape(reverse_step(self.process, method, x, out, t,
+                                                     tf.fill([batch], prev[i]), noise, eta,
+                                                     strength) * mask3, x.shape)
+                    aux = tf.ensure_shape(aux, x.shape[:2].concatenate([self.aux_channels]))
                     if record:
                         traj = traj.write(i + 1, x)
                     return i + 1, x, aux, traj

@@ -9,8 +9,10 @@ label). Each writes ``<job>.npz`` (stroke-3 in data units and the settings) and 
   source, shuffled, go through the set encoder; samples from that condition are ordered strokes
   through the points (stochastic vectorisation, ChiroDiff section 5). Row: the points, samples.
 - :func:`abstract` (``--abstract_from --rdp_epsilon=E1,E2``, a ``cond_encoder=sketch`` model): the
-  source simplified by RDP (tolerance E, a fraction of the radius) is the condition; the samples
-  have the source's number of points. Rows: one per E (the condition, then samples).
+  source simplified by RDP (tolerance E, a fraction of the radius) and resampled again at the
+  model's ``resample_spacing`` (straight segments through RDP's corners, at the training point
+  density) is the condition; the samples have the source's number of points. Rows: one per E
+  (the simplified sketch, then samples).
 - :func:`heal` (``--heal_from --heal_t=T1,T2 --corrupt=noise,drop``): the source is corrupted
   (``sketchtk.data.corrupt``), noised by ``q(x_t | x_0)`` to ``t = T - 1`` and denoised back over the
   ``T`` steps ``T - 1 ... 0`` (ChiroDiff ``main.py:620-647``, ``partial_t``; SketchKnitter's
@@ -245,10 +247,14 @@ def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm"
     sketch, _, label = loaded.source(source, "abstract_from")
     if sketch is None:
         raise ValueError(f"--abstract_from={source}: needs a sketch (stroke-3), not a point set")
+    spacing = loaded.model.hparams.resample_spacing
     cells, labels, out = [], [], []
     for eps in epsilons:
         simple = sketch if eps <= 0 else preprocess_sketch(sketch, 0.0, float(eps))
-        pts, mask = loaded.batch([loaded.rows(simple)] * num_samples)
+        # the encoder sees the simplified shape at the point density it was trained on (its
+        # straight segments resampled at resample_spacing), not RDP's few corner points
+        encoded = simple if eps <= 0 or spacing <= 0 else preprocess_sketch(simple, spacing)
+        pts, mask = loaded.batch([loaded.rows(encoded)] * num_samples)
         cond = loaded.condition([label] * num_samples, pts, mask)
         samples = _sample(loaded, cond, [len(sketch)] * num_samples, sampler, steps, eta, seed)
         cells += [loaded.in_data_units(simple)] + samples

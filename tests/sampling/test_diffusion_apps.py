@@ -91,6 +91,16 @@ def test_sketch_encoder_reads_the_denoisers_features_with_cond_sketch_input_feat
         get_preset("diffusion_smoke").replace(cond_sketch_input="raw").validated()
 
 
+def test_one_sample_from_a_conditioning_vector_keeps_the_loops_shapes(point_data):
+    # a batch of one lost its static batch size inside the reverse loop (a ValueError from
+    # tf.while_loop): --app_samples=1 could not abstract
+    loaded = _loaded(point_data, cond_encoder="sketch")
+    points, mask = loaded.batch([loaded.rows(loaded.test.sketches[4])])
+    cond = loaded.condition(None, points, mask)
+    samples = apps._sample(loaded, cond, [12], "ddim", 2, 0.0, 0)
+    assert len(samples) == 1 and len(samples[0]) == 12
+
+
 def test_point_cloud_condition_ignores_the_order_of_the_points(point_data):
     loaded = _loaded(point_data, cond_encoder="pointcloud")
     sketch, points, _ = loaded.source("test:2", "vectorise_from")
@@ -166,6 +176,17 @@ def test_vectorise_abstract_and_invert_jobs_write_sketches_and_pictures(point_da
     names = list(np.load(tmp_path / "abstract.npz", allow_pickle=True)["names"])
     full, simple = (int(names[i].split(": ")[1].split()[0]) for i in (0, 3))
     assert simple < full  # RDP left fewer points in the condition
+    # a model trained on resampled sketches encodes the simplified shape resampled the same way
+    spaced = _loaded(point_data, cond_encoder="sketch", resample_spacing=0.05)
+    seen = []
+    real_condition = spaced.condition
+    spaced.condition = lambda labels, points, mask: (seen.append(int(mask[0].sum())),
+                                                     real_condition(labels, points, mask))[1]
+    apps.abstract(spaced, "test:4", [0.2], str(tmp_path), num_samples=1, sampler="ddim", steps=2)
+    sketch = spaced.source("test:4", "abstract_from")[0]
+    rdp_points = len(ps.preprocess_sketch(sketch, 0.0, 0.2))
+    assert seen[0] == len(ps.preprocess_sketch(ps.preprocess_sketch(sketch, 0.0, 0.2), 0.05))
+    assert seen[0] > 2 * rdp_points
 
     report = apps.invert(selfcond, str(tmp_path), num=3, steps=4)
     saved = json.load(open(tmp_path / "inversion.json"))
