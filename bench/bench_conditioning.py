@@ -10,10 +10,11 @@ of its best checkpoint) prints one table row:
   whose own-condition sample is the closer, and the distance between the real sketches (what a
   model that ignores its condition gives at best).
 
-Not a timing benchmark: figures of quality, one JSON line per run as well.
+Not a timing benchmark: figures of quality; the table, then one JSON line with every run's
+figures. ``--quick``: 4 sketches, DDIM-10 (a check that it runs, not a measurement).
 
 Usage: python bench/bench_conditioning.py --model_dir=RUN [--model_dir=RUN2 ...] [--num=16]
-    [--sampler=ddpm|ddim] [--steps=N] [--split=test]
+    [--sampler=ddpm|ddim] [--steps=N] [--split=test] [--quick]
 """
 
 import argparse
@@ -37,12 +38,15 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="respaced steps (default T)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.num, args.usage_num, args.sampler, args.steps = 4, 4, "ddim", 10
     from sketchtk.sampling import diffusion_apps as apps
 
     header = (f"{'run':<28} {'encoder':<10} {'gap':>7} {'zero gap':>8} {'spread':>6} "
               f"{'own':>6} {'other':>6} {'own<oth':>7} {'between':>7}")
-    rows = []
+    rows, results = [], []
     for model_dir in args.model_dir:
         loaded = apps.Loaded(model_dir)
         usage = apps.condition_usage(loaded, "valid", args.usage_num, seed=args.seed)
@@ -54,10 +58,12 @@ def main():
                     f"{100 * usage['gap']:>6.1f}% {100 * zero_gap:>7.1f}% {usage['spread']:>6.3f} "
                     f"{follow['own']:>6.3f} {follow['other']:>6.3f} {follow['own_better']:>7.2f} "
                     f"{follow['between_sketches']:>7.3f}")
-        print(json.dumps({"model_dir": model_dir, "usage": usage, "following": follow,
-                          "sampler": args.sampler, "steps": args.steps}), flush=True)
+        results.append({"model_dir": model_dir, "usage": usage, "following": follow})
+        print(rows[-1], flush=True)
     print(header)
     print("\n".join(rows))
+    print(json.dumps({"runs": results, "sampler": args.sampler, "steps": args.steps,
+                      "split": args.split}))
 
 
 if __name__ == "__main__":
