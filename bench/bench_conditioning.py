@@ -50,12 +50,11 @@ def main():
     for model_dir in args.model_dir:
         loaded = apps.Loaded(model_dir)
         usage = apps.condition_usage(loaded, "valid", args.usage_num, seed=args.seed)
-        zero_gap = sum(r["zero"] / r["right"] - 1.0 for r in usage["per_t"]) / len(usage["per_t"])
         follow = apps.condition_following(loaded, args.split, args.num, args.sampler, args.steps,
                                           args.seed)
         name = os.path.basename(os.path.normpath(model_dir))
         rows.append(f"{name:<28} {loaded.model.hparams.cond_encoder:<10} "
-                    f"{100 * usage['gap']:>6.1f}% {100 * zero_gap:>7.1f}% {usage['spread']:>6.3f} "
+                    f"{100 * usage['gap']:>6.1f}% {100 * usage['zero_gap']:>7.1f}% {usage['spread']:>6.3f} "
                     f"{follow['own']:>6.3f} {follow['other']:>6.3f} {follow['own_better']:>7.2f} "
                     f"{follow['between_sketches']:>7.3f}")
         results.append({"model_dir": model_dir, "usage": usage, "following": follow})

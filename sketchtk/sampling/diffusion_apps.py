@@ -267,11 +267,17 @@ def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm"
     return out
 
 
+def _mean_gap(per_t, name):
+    """How much worse the loss is with the ``name`` vector than with the right one, over t."""
+    return float(np.mean([r[name] / r["right"] - 1.0 for r in per_t]))
+
+
 def condition_usage(loaded, split="valid", num=40, ts=(10, 25, 50, 75), seed=0):
     """How much a ``cond_encoder`` model uses its condition, on ``num`` sketches of ``split``
     noised at each ``t`` of ``ts`` (the same noise for every condition): the mean diffusion loss
     with each sketch's own vector (``right``), with the next sketch's (``other``) and with a zero
-    vector (``zero``); ``gap`` = ``other / right - 1`` averaged over ``ts``; ``spread`` = the
+    vector (``zero``); ``gap`` = ``other / right - 1`` averaged over ``ts`` (``zero_gap`` the same
+    for the zero vector); ``spread`` = the
     standard deviation of the vector over the sketches (per entry, averaged), ``mean_abs`` its
     mean magnitude. A vector the denoiser ignores has a gap near 0 (README 'Diffusion
     applications')."""
@@ -297,7 +303,7 @@ def condition_usage(loaded, split="valid", num=40, ts=(10, 25, 50, 75), seed=0):
         per_t.append({"t": int(t0), **losses})
     c = cond.numpy()
     return {"num": len(rows), "per_t": per_t,
-            "gap": float(np.mean([r["other"] / r["right"] - 1.0 for r in per_t])),
+            "gap": _mean_gap(per_t, "other"), "zero_gap": _mean_gap(per_t, "zero"),
             "spread": float(c.std(0).mean()), "mean_abs": float(np.abs(c).mean())}
 
 

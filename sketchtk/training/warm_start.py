@@ -2,8 +2,9 @@
 
 Every top-level layer of the new model whose name and weight shapes match a layer of the source
 run's best checkpoint takes the source's values; the others (a new conditioning encoder, a
-resized layer) keep their fresh initialisation. For a diffusion model the source's EMA weights are the ones
-copied (they are what the source samples with) and the new model's EMA starts from them too.
+resized layer) keep their fresh initialisation. For a diffusion model the source's EMA weights
+are the ones copied (they are what the source samples with) and the new model's EMA starts from
+them too.
 The optimiser starts fresh. Only a run's first start is warm: a resumed run continues from its
 own checkpoint.
 
@@ -26,6 +27,10 @@ def _sampling_values(model):
     for w, avg in zip(model.trainable_weights, getattr(model, "ema", None) or []):
         values[id(w)] = avg.numpy()
     return values
+
+
+def _shapes(layer):
+    return [tuple(w.shape) for w in layer.weights]
 
 
 def warm_start(model, source_dir):
@@ -63,8 +68,7 @@ def warm_start(model, source_dir):
         if not layer.weights:
             continue
         other = source_layers.get(layer.name)
-        if other is None or type(other) is not type(layer) or [tuple(w.shape) for w in layer.weights] \
-                != [tuple(w.shape) for w in other.weights]:
+        if other is None or type(other) is not type(layer) or _shapes(other) != _shapes(layer):
             fresh.append(layer.name)
             continue
         for w, src in zip(layer.weights, other.weights):
