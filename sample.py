@@ -60,6 +60,9 @@ flags.DEFINE_integer("mix_steps", 7, "Mixing: sketches in the row (the ends incl
 flags.DEFINE_enum("mix_what", "both", ["both", "noise", "cond"], "Mixing: what is interpolated.")
 flags.DEFINE_integer("invert", None, "Diffusion: DDIM round trip of the first N test sketches.")
 flags.DEFINE_integer("app_samples", 5, "Vectorisation / abstraction: samples per condition.")
+flags.DEFINE_float("cond_guidance", 1.0, "Vectorisation / abstraction: guidance scale on the "
+                   "encoder's vector, u + g (c - u) with u the zero vector (1 = none, > 1 = follow "
+                   "the condition more; needs a model trained with cond_drop_prob > 0).")
 flags.DEFINE_string("shortcut_regressor", None, "--sampler=shortcut: the regressor .keras file "
                     "(trained there first when missing and --classifier_dir is given).")
 flags.DEFINE_string("classifier_dir", None, "--sampler=shortcut: the Sketch-a-Net run whose "
@@ -109,6 +112,9 @@ def main(argv):
     if diffusion_apps.requested(FLAGS):  # vectorise / abstract / heal / mix / invert / shortcut
         diffusion_apps.run_from_flags(FLAGS)
         return
+    if FLAGS.cond_guidance != 1.0:
+        raise app.UsageError(f"--cond_guidance={FLAGS.cond_guidance:g} guides vectorisation / "
+                             "abstraction only (--vectorise_from, --abstract_from)")
     from sketchtk.sampling.generate import run_sampling
     run_sampling(FLAGS.model_dir, FLAGS.output_dir, FLAGS.num_per_category, FLAGS.conditional,
                  FLAGS.data_dir, FLAGS.temperature, FLAGS.component, FLAGS.seed,

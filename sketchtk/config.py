@@ -130,6 +130,7 @@ class HParams:
     cond_encoder_out: str = "tanh"  # encoder output: tanh (ChiroDiff) | norm (linear + LayerNorm: no saturation) | batchnorm
     cond_set_pointnet: bool = False  # pointcloud: per-point MLP + max-pool next to the feature token
     cond_set_fourier: int = 0  # pointcloud: random Fourier frequencies of the point coordinates (0 = raw x, y)
+    cond_drop_prob: float = 0.0  # cond_encoder: train on a zero vector with this probability (for --cond_guidance; 0 = ChiroDiff)
     cond_sketch_input: str = "points"  # sketch: the normalised points (ChiroDiff) | features (+ the complementary representation, as the denoiser)
     loss_weighting: str = "uniform"  # uniform eps-MSE (both releases) | x0: eps-MSE x clip(1 / SNR_t, 1, loss_weight_max)
     loss_weight_max: float = 100.0  # loss_weighting=x0: the largest weight (the nearly pure-noise steps)
@@ -185,7 +186,7 @@ class HParams:
         for key in ("random_scale_factor", "augment_stroke_prob", "gmm_ema_rate"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 bad(key, "must be in [0, 1)")
-        for key in ("cfg_drop_prob", "ema_decay"):
+        for key in ("cfg_drop_prob", "cond_drop_prob", "ema_decay"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 bad(key, "must be in [0, 1)")
         for key in ("pen_loss_weight", "weight_decay", "resample_spacing", "rdp_epsilon"):

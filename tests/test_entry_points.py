@@ -127,6 +127,7 @@ def test_sample_errors(entry, smoke_run, broken_inputs, tmp_path, capsys):
          "not a train.py run directory"),
         (base + [f"--data_dir={broken_inputs / 'a_file'}"], 2, "is a file, not a directory"),
         (base + ["--num_per_category=abc"], 2, "--num_per_category"),
+        (base + ["--cond_guidance=2"], 2, "--cond_guidance=2 guides vectorisation / abstraction"),
     ]
     for args, status, message in cases:
         assert run(*args) == status, (args, capsys.readouterr().err)

@@ -175,6 +175,14 @@ class StrokeDiffusion(BuiltUpFrontModel):
             return None
         return parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
 
+    def null_condition(self, cond_vector):
+        """``cond_vector`` with its conditioning-encoder part (the last ``cond_dim`` entries) set
+        to zero and the class embedding kept: the "no sketch" condition that ``cond_drop_prob``
+        trains and ``--cond_guidance`` contrasts with (Ho & Salimans 2021, applied to the
+        encoder's vector; ChiroDiff always conditions, ``main.py:369-375``)."""
+        d = self.hparams.cond_dim
+        return tf.concat([cond_vector[..., :-d], tf.zeros_like(cond_vector[..., -d:])], axis=-1)
+
     def denoise(self, x_t, t, mask, labels=None, guidance=1.0, training=False, cond_vector=None):
         """Network output ``[B, L, C]`` and pen logits ``[B, L, 2]`` (``[B, L, 0]`` without a head).
 
@@ -240,6 +248,9 @@ class StrokeDiffusion(BuiltUpFrontModel):
         cond_vector = None
         if self.cond_encoder is not None:  # trained with the denoiser (ChiroDiff main.py:369-375)
             cond_vector = self.condition_vector(labels, batch["points"], mask, training=training)
+            if training and self.hparams.cond_drop_prob > 0:  # the same coin as the labels'
+                drop = (coin < self.hparams.cond_drop_prob)[:, None]
+                cond_vector = tf.where(drop, self.null_condition(cond_vector), cond_vector)
         out, pen_logits = self.denoise(x_t, t, mask, labels, training=training,
                                        cond_vector=cond_vector)
         if self.star is not None:

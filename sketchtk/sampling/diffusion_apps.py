@@ -43,6 +43,7 @@ from sketchtk.data.loader import load_sketch_data
 from sketchtk.data.npz_io import save_npz_atomic
 from sketchtk.data.point_sequences import (padded_length, prepare_point_data, preprocess_sketch,
                                            to_points)
+from sketchtk.diffusion import guidance as cfg
 from sketchtk.diffusion.inversion import DDIMInverter
 from sketchtk.diffusion.samplers import ReverseSampler, sampling_timesteps
 from sketchtk.render.grid import grid_order, save_grid_png
@@ -144,7 +145,14 @@ class Loaded:
         return None if cond is None else cond.numpy()
 
     def _fn(self, x, t, mask, context):
-        return self.model.denoise(x, t, mask, cond_vector=context[0] if context else None)
+        if len(context) < 2:  # no condition, or the condition alone
+            return self.model.denoise(x, t, mask, cond_vector=context[0] if context else None)
+        cond, scale = context  # guided: the condition and the null condition in one pass
+        b = tf.shape(x)[0]
+        out = self.model.denoise(tf.concat([x, x], 0), tf.concat([t, t], 0),
+                                 tf.concat([mask, mask], 0),
+                                 cond_vector=tf.concat([cond, self.model.null_condition(cond)], 0))
+        return tuple(cfg.guided(o[:b], o[b:], scale) for o in out)
 
     def sampler(self):
         if "reverse" not in self._samplers:
@@ -157,9 +165,25 @@ class Loaded:
         self.sampler()
         return self._samplers["invert"]
 
-    @staticmethod
-    def context(cond):
-        return () if cond is None else (tf.constant(cond, tf.float32),)
+    def context(self, cond, guidance=1.0):
+        """The sampler's context: ``()``, ``(cond,)``, or ``(cond, scale)`` with guidance on the
+        encoder's vector (:meth:`check_guidance`)."""
+        if cond is None:
+            return ()
+        cond = tf.constant(cond, tf.float32)
+        return (cond,) if guidance == 1.0 else (cond, tf.constant(float(guidance)))
+
+    def check_guidance(self, guidance):
+        """ValueError unless ``--cond_guidance`` can be used with this model: 1 (none) always;
+        another scale needs a ``cond_encoder`` model trained with ``cond_drop_prob > 0`` (else
+        its output for the zero vector was never trained)."""
+        if not 0.0 <= guidance < np.inf:
+            raise ValueError(f"--cond_guidance={guidance}: must be a finite number >= 0")
+        hp = self.model.hparams
+        if guidance != 1.0 and (hp.cond_encoder == "none" or hp.cond_drop_prob <= 0):
+            raise ValueError(f"--cond_guidance={guidance:g} needs a cond_encoder model trained "
+                             f"with cond_drop_prob > 0; {self.model_dir} has cond_encoder="
+                             f"{hp.cond_encoder}, cond_drop_prob={hp.cond_drop_prob:g}")
 
     def strokes(self, x, pen, mask):
         out = self.model.to_strokes(np.asarray(x), pen, mask)
@@ -206,22 +230,24 @@ def _check_encoder(loaded, kind, flag):
                          f"{loaded.model_dir} has cond_encoder={got}")
 
 
-def _sample(loaded, cond, lengths, sampler, steps, eta, seed):
+def _sample(loaded, cond, lengths, sampler, steps, eta, seed, guidance=1.0):
+    loaded.check_guidance(guidance)
     lengths = np.asarray(lengths, np.int32)
     length = padded_length(int(lengths.max()))
     mask = tf.sequence_mask(lengths, length, dtype=tf.float32).numpy()
     x_T = tf.random.stateless_normal([len(lengths), length, loaded.model.channels], (seed, 1))
     x0, pen, _ = loaded.sampler().sample(
         x_T, mask, sampling_timesteps(loaded.model.process, steps), sampler, eta=eta,
-        seed=(seed, 2), context=loaded.context(cond))
+        seed=(seed, 2), context=loaded.context(cond, guidance))
     return loaded.strokes(x0, pen, mask)
 
 
 # ------------------------------------------------------------------------------ jobs
 
 def vectorise(loaded, source, output_dir, num_samples=5, sampler="ddpm", steps=None, eta=0.0,
-              seed=0):
-    """Ordered sketches drawn through the (shuffled) points of ``source``; see the module doc."""
+              seed=0, guidance=1.0):
+    """Ordered sketches drawn through the (shuffled) points of ``source``; see the module doc.
+    ``guidance``: scale on the encoder's vector (``--cond_guidance``; 1 = none)."""
     _check_encoder(loaded, "pointcloud", "vectorise_from")
     _, points, label = loaded.source(source, "vectorise_from")
     rng = np.random.default_rng(seed)
@@ -231,18 +257,21 @@ def vectorise(loaded, source, output_dir, num_samples=5, sampler="ddpm", steps=N
     rows = _point_rows(points, loaded.model.hparams.representation)
     pts, mask = loaded.batch([rows] * num_samples)
     cond = loaded.condition([label] * num_samples, pts, mask)
-    samples = _sample(loaded, cond, [len(points)] * num_samples, sampler, steps, eta, seed)
+    samples = _sample(loaded, cond, [len(points)] * num_samples, sampler, steps, eta, seed,
+                      guidance)
     cells = [point_set_sketch(points * loaded.scale_factor)] + samples
     labels = ["points (shuffled)"] + [f"sample {i + 1}" for i in range(num_samples)]
     _save(output_dir, "vectorise", cells, labels, len(cells),
           {"points": (points * loaded.scale_factor).astype(np.float32),
-           "sampler": np.array(sampler), "seed": np.int64(seed)})
+           "sampler": np.array(sampler), "seed": np.int64(seed),
+           "cond_guidance": np.float32(guidance)})
     return samples
 
 
 def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm", steps=None,
-             eta=0.0, seed=0):
-    """Samples conditioned on ``source`` simplified by RDP at each tolerance of ``epsilons``."""
+             eta=0.0, seed=0, guidance=1.0):
+    """Samples conditioned on ``source`` simplified by RDP at each tolerance of ``epsilons``
+    (``guidance``: as :func:`vectorise`)."""
     _check_encoder(loaded, "sketch", "abstract_from")
     sketch, _, label = loaded.source(source, "abstract_from")
     if sketch is None:
@@ -256,14 +285,15 @@ def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm"
         encoded = simple if eps <= 0 or spacing <= 0 else preprocess_sketch(simple, spacing)
         pts, mask = loaded.batch([loaded.rows(encoded)] * num_samples)
         cond = loaded.condition([label] * num_samples, pts, mask)
-        samples = _sample(loaded, cond, [len(sketch)] * num_samples, sampler, steps, eta, seed)
+        samples = _sample(loaded, cond, [len(sketch)] * num_samples, sampler, steps, eta, seed,
+                          guidance)
         cells += [loaded.in_data_units(simple)] + samples
         labels += [f"RDP {eps:g}: {len(simple)} pts"] + [f"sample {i + 1}"
                                                        for i in range(num_samples)]
         out.append(samples)
     _save(output_dir, "abstract", cells, labels, num_samples + 1,
           {"rdp_epsilons": np.asarray(epsilons, np.float32), "sampler": np.array(sampler),
-           "seed": np.int64(seed)})
+           "seed": np.int64(seed), "cond_guidance": np.float32(guidance)})
     return out
 
 
@@ -314,7 +344,7 @@ def chamfer(a, b):
 
 
 def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None, seed=0,
-                        indices=None):
+                        indices=None, guidance=1.0):
     """Do a ``cond_encoder`` model's samples follow their condition? For ``num`` sketches of
     ``split``: one sample from each sketch's own condition (its shuffled points for
     ``pointcloud``, the sketch for ``sketch``) and one from the next sketch's condition, both
@@ -324,7 +354,8 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
     ``between_sketches``: the mean distance between each sketch and the next (what an ignored
     condition gives at best). A model that follows its condition has ``own`` well below
     ``other`` and ``own_better`` near 1 (README 'Diffusion applications'). ``indices``: the
-    sketches of ``split`` to use (default: ``num`` drawn with ``seed``), returned as ``index``."""
+    sketches of ``split`` to use (default: ``num`` drawn with ``seed``), returned as ``index``.
+    ``guidance``: as :func:`vectorise`."""
     model = loaded.model
     kind = model.hparams.cond_encoder
     if model.cond_encoder is None:
@@ -345,7 +376,8 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
     other = [(j + 1) % n for j in range(n)]
     points, mask = loaded.batch(rows + [rows[o] for o in other])
     cond = loaded.condition(None, points, mask)
-    samples = _sample(loaded, cond, [len(r) for r in rows] * 2, sampler, steps, 0.0, seed)
+    samples = _sample(loaded, cond, [len(r) for r in rows] * 2, sampler, steps, 0.0, seed,
+                      guidance)
 
     def centred(p):
         return p - p.mean(0)
@@ -359,7 +391,7 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
     between = [chamfer(centred(shapes[o]), centred(shapes[j])) for j, o in enumerate(other)]
     return {"num": n, "split": split, "own": float(own.mean()), "other": float(oth.mean()),
             "own_better": float(np.mean(own < oth)), "between_sketches": float(np.mean(between)),
-            "index": [int(i) for i in idx]}
+            "index": [int(i) for i in idx], "cond_guidance": float(guidance)}
 
 
 def heal_sketches(loaded, sketches, labels, heal_ts, seed=0):
@@ -682,7 +714,7 @@ def run_shortcut_sampling(model_dir, output_dir, regressor_path, num_per_categor
 APP_FLAGS = ("vectorise_from", "abstract_from", "heal_from", "mix", "invert")
 # the options of those jobs, and of --sampler=shortcut (sample.py flags)
 APP_OPTION_FLAGS = ("rdp_epsilon", "heal_t", "corrupt", "corrupt_strength", "mix_steps",
-                    "mix_what", "app_samples")
+                    "mix_what", "app_samples", "cond_guidance")
 SHORTCUT_FLAGS = ("shortcut_regressor", "classifier_dir", "shortcut_threshold",
                   "shortcut_min_steps", "shortcut_base", "shortcut_stride_steps")
 
@@ -719,6 +751,9 @@ def run_from_flags(flags):
         raise ValueError(f"--invert={flags.invert}: must be >= 1")
     if flags.app_samples < 1:
         raise ValueError(f"--app_samples={flags.app_samples}: must be >= 1")
+    if flags.cond_guidance != 1.0 and (flags.vectorise_from, flags.abstract_from) == (None, None):
+        raise ValueError(f"--cond_guidance={flags.cond_guidance:g} guides vectorisation / "
+                         "abstraction only (--vectorise_from, --abstract_from)")
     sampler = flags.sampler if flags.sampler != "shortcut" else "ddpm"
     if flags.sampler == "shortcut":
         if not flags.shortcut_regressor:
@@ -737,7 +772,9 @@ def run_from_flags(flags):
                               stride_steps=flags.shortcut_stride_steps or None)
         return
     loaded = Loaded(flags.model_dir)
-    common = dict(sampler=sampler, steps=flags.steps, eta=flags.eta, seed=flags.seed)
+    common = dict(sampler=sampler, steps=flags.steps, eta=flags.eta, seed=flags.seed,
+                  guidance=flags.cond_guidance)
+    loaded.check_guidance(flags.cond_guidance)
     if flags.vectorise_from is not None:
         vectorise(loaded, flags.vectorise_from, flags.output_dir, flags.app_samples, **common)
     if flags.abstract_from is not None:

@@ -221,3 +221,55 @@ def test_condition_following_scores_a_perfect_follower_zero_and_an_ignorer_even(
     assert ignorer["own_better"] == 0.0
     with pytest.raises(ValueError, match="cond_encoder=none"):
         apps.condition_following(_loaded(point_data), "test", num=2)
+
+
+def test_cond_drop_prob_trains_the_null_condition_which_keeps_the_class_embedding(point_data):
+    loaded = _loaded(point_data, cond_encoder="sketch", class_conditional=True,
+                     cond_drop_prob=0.999)
+    model = loaded.model
+    points, mask = _two(loaded)
+    cond = model.condition_vector(np.array([0, 1], np.int32), points, mask)
+    null = model.null_condition(cond).numpy()
+    d = model.hparams.cond_dim
+    assert cond.shape == (2, 2 * d)
+    np.testing.assert_array_equal(null[:, :d], cond.numpy()[:, :d])  # the class embedding
+    assert not null[:, d:].any() and np.abs(cond.numpy()[:, d:]).max() > 0
+    # (almost) every vector dropped in training: the encoder gets no gradient; the same batch
+    # in validation (no dropping) gives it one
+    batch = {"points": tf.constant(points), "mask": tf.constant(mask),
+             "labels": tf.constant([0, 1], tf.int32), "index": tf.zeros([2], tf.int64)}
+    for training, expect_zero in ((True, True), (False, False)):
+        with tf.GradientTape() as tape:
+            loss = model.compute_losses(batch, training=training)["loss"]
+        grads = tape.gradient(loss, model.cond_encoder.trainable_weights)
+        biggest = max(float(tf.reduce_max(tf.abs(g))) if g is not None else 0.0 for g in grads)
+        assert (biggest == 0.0) == expect_zero, (training, biggest)
+    with pytest.raises(ValueError, match="cond_drop_prob"):
+        get_preset("diffusion_smoke").replace(cond_drop_prob=1.0).validated()
+
+
+def test_cond_guidance_one_is_the_plain_sampler_and_zero_samples_the_null_condition(point_data):
+    loaded = _loaded(point_data, cond_encoder="sketch", cond_drop_prob=0.1)
+    model = loaded.model
+    points, mask = loaded.batch([loaded.rows(loaded.test.sketches[i]) for i in (1, 6)])
+    cond = loaded.condition(None, points, mask)
+    x_T = tf.random.stateless_normal([2, 16, model.channels], (3, 1))
+    run_mask = tf.sequence_mask([16, 11], 16, dtype=tf.float32)
+    steps = apps.sampling_timesteps(model.process, 3)
+
+    def run(vector, guidance):
+        x0, _, _ = loaded.sampler().sample(x_T, run_mask, steps, "ddpm", seed=(3, 2),
+                                           context=loaded.context(vector, guidance))
+        return x0.numpy() * run_mask.numpy()[..., None]
+
+    plain, null = run(cond, 1.0), run(model.null_condition(cond).numpy(), 1.0)
+    np.testing.assert_allclose(run(cond, 0.0), null, atol=1e-4)
+    strong = run(cond, 3.0)
+    assert np.abs(strong - plain).max() > 1e-3 and np.abs(plain - null).max() > 1e-3
+    # 3 = the null output + 3 (conditional - null), step by step: not the plain samples' mix
+    assert np.abs(strong - (null + 3.0 * (plain - null))).max() > 1e-4
+    with pytest.raises(ValueError, match="cond_drop_prob > 0"):
+        _loaded(point_data, cond_encoder="sketch").check_guidance(2.0)
+    with pytest.raises(ValueError, match="finite"):
+        loaded.check_guidance(float("nan"))
+    _loaded(point_data, cond_encoder="sketch").check_guidance(1.0)  # no guidance: any model
