@@ -14,7 +14,8 @@ Not a timing benchmark: figures of quality; the table, then one JSON line with e
 figures. ``--quick``: 4 sketches, DDIM-10 (a check that it runs, not a measurement).
 
 Usage: python bench/bench_conditioning.py --model_dir=RUN [--model_dir=RUN2 ...] [--num=16]
-    [--sampler=ddpm|ddim] [--steps=N] [--split=test] [--cond_guidance=G] [--quick]
+    [--sampler=ddpm|ddim] [--steps=N] [--split=test] [--cond_guidance=G]
+    [--variance_strength=S] [--quick]
 """
 
 import argparse
@@ -40,6 +41,7 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cond_guidance", type=float, default=1.0,
                         help="guidance on the encoder's vector (a cond_drop_prob > 0 run)")
+    parser.add_argument("--variance_strength", type=float, default=1.0, help="DDPM's s")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -53,7 +55,8 @@ def main():
         loaded = apps.Loaded(model_dir)
         usage = apps.condition_usage(loaded, "valid", args.usage_num, seed=args.seed)
         follow = apps.condition_following(loaded, args.split, args.num, args.sampler, args.steps,
-                                          args.seed, guidance=args.cond_guidance)
+                                          args.seed, guidance=args.cond_guidance,
+                                          variance_strength=args.variance_strength)
         name = os.path.basename(os.path.normpath(model_dir))
         rows.append(f"{name:<28} {loaded.model.hparams.cond_encoder:<10} "
                     f"{100 * usage['gap']:>6.1f}% {100 * usage['zero_gap']:>7.1f}% {usage['spread']:>6.3f} "
@@ -64,7 +67,8 @@ def main():
     print(header)
     print("\n".join(rows))
     print(json.dumps({"runs": results, "sampler": args.sampler, "steps": args.steps,
-                      "split": args.split, "cond_guidance": args.cond_guidance}))
+                      "split": args.split, "cond_guidance": args.cond_guidance,
+                      "variance_strength": args.variance_strength}))
 
 
 if __name__ == "__main__":

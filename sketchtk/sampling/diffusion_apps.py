@@ -230,7 +230,8 @@ def _check_encoder(loaded, kind, flag):
                          f"{loaded.model_dir} has cond_encoder={got}")
 
 
-def _sample(loaded, cond, lengths, sampler, steps, eta, seed, guidance=1.0):
+def _sample(loaded, cond, lengths, sampler, steps, eta, seed, guidance=1.0,
+            variance_strength=1.0):
     loaded.check_guidance(guidance)
     lengths = np.asarray(lengths, np.int32)
     length = padded_length(int(lengths.max()))
@@ -238,16 +239,17 @@ def _sample(loaded, cond, lengths, sampler, steps, eta, seed, guidance=1.0):
     x_T = tf.random.stateless_normal([len(lengths), length, loaded.model.channels], (seed, 1))
     x0, pen, _ = loaded.sampler().sample(
         x_T, mask, sampling_timesteps(loaded.model.process, steps), sampler, eta=eta,
-        seed=(seed, 2), context=loaded.context(cond, guidance))
+        variance_strength=variance_strength, seed=(seed, 2), context=loaded.context(cond, guidance))
     return loaded.strokes(x0, pen, mask)
 
 
 # ------------------------------------------------------------------------------ jobs
 
 def vectorise(loaded, source, output_dir, num_samples=5, sampler="ddpm", steps=None, eta=0.0,
-              seed=0, guidance=1.0):
+              seed=0, guidance=1.0, variance_strength=1.0):
     """Ordered sketches drawn through the (shuffled) points of ``source``; see the module doc.
-    ``guidance``: scale on the encoder's vector (``--cond_guidance``; 1 = none)."""
+    ``guidance``: scale on the encoder's vector (``--cond_guidance``; 1 = none);
+    ``variance_strength``: DDPM's s (``--variance_strength``)."""
     _check_encoder(loaded, "pointcloud", "vectorise_from")
     _, points, label = loaded.source(source, "vectorise_from")
     rng = np.random.default_rng(seed)
@@ -258,20 +260,21 @@ def vectorise(loaded, source, output_dir, num_samples=5, sampler="ddpm", steps=N
     pts, mask = loaded.batch([rows] * num_samples)
     cond = loaded.condition([label] * num_samples, pts, mask)
     samples = _sample(loaded, cond, [len(points)] * num_samples, sampler, steps, eta, seed,
-                      guidance)
+                      guidance, variance_strength)
     cells = [point_set_sketch(points * loaded.scale_factor)] + samples
     labels = ["points (shuffled)"] + [f"sample {i + 1}" for i in range(num_samples)]
     _save(output_dir, "vectorise", cells, labels, len(cells),
           {"points": (points * loaded.scale_factor).astype(np.float32),
            "sampler": np.array(sampler), "seed": np.int64(seed),
-           "cond_guidance": np.float32(guidance)})
+           "cond_guidance": np.float32(guidance),
+           "variance_strength": np.float32(variance_strength)})
     return samples
 
 
 def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm", steps=None,
-             eta=0.0, seed=0, guidance=1.0):
+             eta=0.0, seed=0, guidance=1.0, variance_strength=1.0):
     """Samples conditioned on ``source`` simplified by RDP at each tolerance of ``epsilons``
-    (``guidance``: as :func:`vectorise`)."""
+    (``guidance``, ``variance_strength``: as :func:`vectorise`)."""
     _check_encoder(loaded, "sketch", "abstract_from")
     sketch, _, label = loaded.source(source, "abstract_from")
     if sketch is None:
@@ -286,14 +289,15 @@ def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm"
         pts, mask = loaded.batch([loaded.rows(encoded)] * num_samples)
         cond = loaded.condition([label] * num_samples, pts, mask)
         samples = _sample(loaded, cond, [len(sketch)] * num_samples, sampler, steps, eta, seed,
-                          guidance)
+                          guidance, variance_strength)
         cells += [loaded.in_data_units(simple)] + samples
         labels += [f"RDP {eps:g}: {len(simple)} pts"] + [f"sample {i + 1}"
                                                        for i in range(num_samples)]
         out.append(samples)
     _save(output_dir, "abstract", cells, labels, num_samples + 1,
           {"rdp_epsilons": np.asarray(epsilons, np.float32), "sampler": np.array(sampler),
-           "seed": np.int64(seed), "cond_guidance": np.float32(guidance)})
+           "seed": np.int64(seed), "cond_guidance": np.float32(guidance),
+           "variance_strength": np.float32(variance_strength)})
     return out
 
 
@@ -344,7 +348,7 @@ def chamfer(a, b):
 
 
 def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None, seed=0,
-                        indices=None, guidance=1.0):
+                        indices=None, guidance=1.0, variance_strength=1.0):
     """Do a ``cond_encoder`` model's samples follow their condition? For ``num`` sketches of
     ``split``: one sample from each sketch's own condition (its shuffled points for
     ``pointcloud``, the sketch for ``sketch``) and one from the next sketch's condition, both
@@ -355,7 +359,7 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
     condition gives at best). A model that follows its condition has ``own`` well below
     ``other`` and ``own_better`` near 1 (README 'Diffusion applications'). ``indices``: the
     sketches of ``split`` to use (default: ``num`` drawn with ``seed``), returned as ``index``.
-    ``guidance``: as :func:`vectorise`."""
+    ``guidance``, ``variance_strength``: as :func:`vectorise`."""
     model = loaded.model
     kind = model.hparams.cond_encoder
     if model.cond_encoder is None:
@@ -377,7 +381,7 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
     points, mask = loaded.batch(rows + [rows[o] for o in other])
     cond = loaded.condition(None, points, mask)
     samples = _sample(loaded, cond, [len(r) for r in rows] * 2, sampler, steps, 0.0, seed,
-                      guidance)
+                      guidance, variance_strength)
 
     def centred(p):
         return p - p.mean(0)
@@ -391,13 +395,14 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
     between = [chamfer(centred(shapes[o]), centred(shapes[j])) for j, o in enumerate(other)]
     return {"num": n, "split": split, "own": float(own.mean()), "other": float(oth.mean()),
             "own_better": float(np.mean(own < oth)), "between_sketches": float(np.mean(between)),
-            "index": [int(i) for i in idx], "cond_guidance": float(guidance)}
+            "index": [int(i) for i in idx], "cond_guidance": float(guidance),
+            "variance_strength": float(variance_strength)}
 
 
-def heal_sketches(loaded, sketches, labels, heal_ts, seed=0):
+def heal_sketches(loaded, sketches, labels, heal_ts, seed=0, variance_strength=1.0):
     """Each of ``sketches`` (stroke-3, data units / scale) noised to ``t = T - 1`` and denoised
-    back over ``T`` DDPM steps, for each ``T`` of ``heal_ts``; returns ``{T: [stroke-3]}`` in data
-    units. ``T = 0`` is no step at all: the input."""
+    back over ``T`` DDPM steps (variance strength s), for each ``T`` of ``heal_ts``; returns
+    ``{T: [stroke-3]}`` in data units. ``T = 0`` is no step at all: the input."""
     rows = [loaded.rows(s) for s in sketches]
     points, mask = loaded.batch(rows)
     x0 = loaded.model.normalise(points, mask).numpy()
@@ -416,7 +421,7 @@ def heal_sketches(loaded, sketches, labels, heal_ts, seed=0):
         x_t = loaded.model.process.q_sample(x0, t, noise).numpy() * mask[..., None]
         x, pen, _ = loaded.sampler().sample(
             x_t, mask, np.arange(big_t - 1, -1, -1), "ddpm", seed=(seed, 4),
-            context=loaded.context(cond))
+            variance_strength=variance_strength, context=loaded.context(cond))
         if not loaded.model.pen_head:
             out[big_t] = loaded.strokes(x, pen, mask)
         else:  # the pen head predicts from x_t; keep the input's pen states instead of guessing
@@ -428,7 +433,8 @@ def _pen_logits(points):
     return np.stack([10.0 * (1 - points[..., 2]), 10.0 * points[..., 2]], -1).astype(np.float32)
 
 
-def heal(loaded, sources, heal_ts, output_dir, kinds=("noise",), strength=0.05, seed=0):
+def heal(loaded, sources, heal_ts, output_dir, kinds=("noise",), strength=0.05, seed=0,
+         variance_strength=1.0):
     """Corrupt each of ``sources`` and heal it from every ``T`` of ``heal_ts``; one PNG."""
     originals, corrupted, labels = [], [], []
     for i, spec in enumerate(sources):
@@ -438,7 +444,7 @@ def heal(loaded, sources, heal_ts, output_dir, kinds=("noise",), strength=0.05, 
         originals.append(sketch)
         corrupted.append(corrupt_ops.corrupt_sketch(sketch, kinds, strength, seed + i))
         labels.append(label)
-    healed = heal_sketches(loaded, corrupted, labels, heal_ts, seed)
+    healed = heal_sketches(loaded, corrupted, labels, heal_ts, seed, variance_strength)
     cells, names = [], []
     for i in range(len(sources)):
         cells += [loaded.in_data_units(originals[i]), loaded.in_data_units(corrupted[i])]
@@ -773,7 +779,7 @@ def run_from_flags(flags):
         return
     loaded = Loaded(flags.model_dir)
     common = dict(sampler=sampler, steps=flags.steps, eta=flags.eta, seed=flags.seed,
-                  guidance=flags.cond_guidance)
+                  guidance=flags.cond_guidance, variance_strength=flags.variance_strength)
     loaded.check_guidance(flags.cond_guidance)
     if flags.vectorise_from is not None:
         vectorise(loaded, flags.vectorise_from, flags.output_dir, flags.app_samples, **common)
@@ -782,7 +788,7 @@ def run_from_flags(flags):
                  **common)
     if flags.heal_from is not None:
         heal(loaded, flags.heal_from, heal_ts, flags.output_dir, tuple(flags.corrupt),
-             flags.corrupt_strength, flags.seed)
+             flags.corrupt_strength, flags.seed, flags.variance_strength)
     if flags.mix is not None:
         mix(loaded, flags.mix[0], flags.mix[1], flags.output_dir, flags.mix_steps, flags.steps,
             flags.mix_what, flags.seed)

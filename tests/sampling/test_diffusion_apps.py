@@ -101,6 +101,18 @@ def test_one_sample_from_a_conditioning_vector_keeps_the_loops_shapes(point_data
     assert len(samples) == 1 and len(samples[0]) == 12
 
 
+def test_application_samples_follow_the_ddpm_variance_strength(point_data):
+    # --variance_strength reached plain sampling only; the application jobs ignored it
+    loaded = _loaded(point_data, cond_encoder="sketch")
+    points, mask = loaded.batch([loaded.rows(loaded.test.sketches[4])] * 2)
+    cond = loaded.condition(None, points, mask)
+    draw = lambda s: np.concatenate(apps._sample(  # noqa: E731
+        loaded, cond, [12, 12], "ddpm", 3, 0.0, 0, variance_strength=s))
+    default = np.concatenate(apps._sample(loaded, cond, [12, 12], "ddpm", 3, 0.0, 0))
+    np.testing.assert_array_equal(draw(1.0), default)
+    assert np.abs(draw(0.0)[:, :2] - default[:, :2]).max() > 1e-3
+
+
 def test_point_cloud_condition_ignores_the_order_of_the_points(point_data):
     loaded = _loaded(point_data, cond_encoder="pointcloud")
     sketch, points, _ = loaded.source("test:2", "vectorise_from")
@@ -273,3 +285,27 @@ def test_cond_guidance_one_is_the_plain_sampler_and_zero_samples_the_null_condit
     with pytest.raises(ValueError, match="finite"):
         loaded.check_guidance(float("nan"))
     _loaded(point_data, cond_encoder="sketch").check_guidance(1.0)  # no guidance: any model
+
+
+def test_sample_py_flags_reach_the_abstraction_job(tmp_path):
+    # sample.py's dispatch: --cond_guidance and --variance_strength arrive in the job's bundle
+    import types
+
+    from sketchtk.training import trainer
+    hp = get_preset("diffusion_smoke").replace(
+        cond_encoder="sketch", cond_drop_prob=0.2, num_steps=2, eval_every=2,
+        diffusion_steps=8, denoiser_units=16, denoiser_layers=1, cond_encoder_units=16)
+    run = str(tmp_path / "run")
+    trainer.train_and_evaluate(hp, run, verbose=0)
+    flags = types.SimpleNamespace(
+        model_dir=run, output_dir=str(tmp_path / "out"), sampler="ddpm", steps=2, eta=0.0,
+        seed=0, variance_strength=0.5, cond_guidance=2.5, abstract_from="test:3",
+        rdp_epsilon=["0.1"], app_samples=1, vectorise_from=None, heal_from=None, mix=None,
+        invert=None, heal_t=["0"])
+    apps.run_from_flags(flags)
+    bundle = np.load(tmp_path / "out" / "abstract.npz", allow_pickle=True)
+    assert float(bundle["cond_guidance"]) == 2.5 and len(bundle["strokes"]) == 2
+    assert float(bundle["variance_strength"]) == 0.5
+    flags.abstract_from, flags.heal_from = None, ["test:3"]
+    with pytest.raises(ValueError, match="--cond_guidance=2.5 guides vectorisation"):
+        apps.run_from_flags(flags)
