@@ -15,7 +15,7 @@ figures. ``--quick``: 4 sketches, DDIM-10 (a check that it runs, not a measureme
 
 Usage: python bench/bench_conditioning.py --model_dir=RUN [--model_dir=RUN2 ...] [--num=16]
     [--sampler=ddpm|ddim] [--steps=N] [--split=test] [--cond_guidance=G]
-    [--variance_strength=S] [--quick]
+    [--variance_strength=S] [--rdp_epsilon=E] [--quick]
 """
 
 import argparse
@@ -42,6 +42,8 @@ def main():
     parser.add_argument("--cond_guidance", type=float, default=1.0,
                         help="guidance on the encoder's vector (a cond_drop_prob > 0 run)")
     parser.add_argument("--variance_strength", type=float, default=1.0, help="DDPM's s")
+    parser.add_argument("--rdp_epsilon", type=float, default=0.0,
+                        help="sketch encoder: condition on the RDP-simplified sketch (abstraction)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -56,7 +58,8 @@ def main():
         usage = apps.condition_usage(loaded, "valid", args.usage_num, seed=args.seed)
         follow = apps.condition_following(loaded, args.split, args.num, args.sampler, args.steps,
                                           args.seed, guidance=args.cond_guidance,
-                                          variance_strength=args.variance_strength)
+                                          variance_strength=args.variance_strength,
+                                          rdp_epsilon=args.rdp_epsilon)
         name = os.path.basename(os.path.normpath(model_dir))
         rows.append(f"{name:<28} {loaded.model.hparams.cond_encoder:<10} "
                     f"{100 * usage['gap']:>6.1f}% {100 * usage['zero_gap']:>7.1f}% {usage['spread']:>6.3f} "
@@ -68,7 +71,8 @@ def main():
     print("\n".join(rows))
     print(json.dumps({"runs": results, "sampler": args.sampler, "steps": args.steps,
                       "split": args.split, "cond_guidance": args.cond_guidance,
-                      "variance_strength": args.variance_strength}))
+                      "variance_strength": args.variance_strength,
+                      "rdp_epsilon": args.rdp_epsilon}))
 
 
 if __name__ == "__main__":

@@ -279,13 +279,9 @@ def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm"
     sketch, _, label = loaded.source(source, "abstract_from")
     if sketch is None:
         raise ValueError(f"--abstract_from={source}: needs a sketch (stroke-3), not a point set")
-    spacing = loaded.model.hparams.resample_spacing
     cells, labels, out = [], [], []
     for eps in epsilons:
-        simple = sketch if eps <= 0 else preprocess_sketch(sketch, 0.0, float(eps))
-        # the encoder sees the simplified shape at the point density it was trained on (its
-        # straight segments resampled at resample_spacing), not RDP's few corner points
-        encoded = simple if eps <= 0 or spacing <= 0 else preprocess_sketch(simple, spacing)
+        simple, encoded = _simplified(loaded, sketch, eps)
         pts, mask = loaded.batch([loaded.rows(encoded)] * num_samples)
         cond = loaded.condition([label] * num_samples, pts, mask)
         samples = _sample(loaded, cond, [len(sketch)] * num_samples, sampler, steps, eta, seed,
@@ -299,6 +295,17 @@ def abstract(loaded, source, epsilons, output_dir, num_samples=3, sampler="ddpm"
            "seed": np.int64(seed), "cond_guidance": np.float32(guidance),
            "variance_strength": np.float32(variance_strength)})
     return out
+
+
+def _simplified(loaded, sketch, eps):
+    """``sketch`` simplified by RDP at ``eps`` (the source itself at 0), and the same shape as the
+    sketch encoder reads it: the simplified shape at the point density it was trained on (its
+    straight segments resampled at ``resample_spacing``), not RDP's few corner points."""
+    if eps <= 0:
+        return sketch, sketch
+    simple = preprocess_sketch(sketch, 0.0, float(eps))
+    spacing = loaded.model.hparams.resample_spacing
+    return simple, simple if spacing <= 0 else preprocess_sketch(simple, spacing)
 
 
 def _mean_gap(per_t, name):
@@ -348,7 +355,7 @@ def chamfer(a, b):
 
 
 def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None, seed=0,
-                        indices=None, guidance=1.0, variance_strength=1.0):
+                        indices=None, guidance=1.0, variance_strength=1.0, rdp_epsilon=0.0):
     """Do a ``cond_encoder`` model's samples follow their condition? For ``num`` sketches of
     ``split``: one sample from each sketch's own condition (its shuffled points for
     ``pointcloud``, the sketch for ``sketch``) and one from the next sketch's condition, both
@@ -359,12 +366,17 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
     condition gives at best). A model that follows its condition has ``own`` well below
     ``other`` and ``own_better`` near 1 (README 'Diffusion applications'). ``indices``: the
     sketches of ``split`` to use (default: ``num`` drawn with ``seed``), returned as ``index``.
-    ``guidance``, ``variance_strength``: as :func:`vectorise`."""
+    ``guidance``, ``variance_strength``: as :func:`vectorise`. ``rdp_epsilon`` (``sketch``
+    only): the conditions are the sketches simplified as :func:`abstract` does, the distances
+    still to the sketches themselves (how well abstraction keeps the source)."""
     model = loaded.model
     kind = model.hparams.cond_encoder
     if model.cond_encoder is None:
         raise ValueError(f"condition_following needs a cond_encoder model; {loaded.model_dir} "
                          "has cond_encoder=none")
+    if rdp_epsilon > 0 and kind != "sketch":
+        raise ValueError(f"condition_following: rdp_epsilon={rdp_epsilon:g} simplifies a "
+                         f"cond_encoder=sketch condition; {loaded.model_dir} has {kind}")
     data = loaded.split(split)
     rng = np.random.default_rng(seed)
     idx = (rng.choice(len(data), min(num, len(data)), replace=False) if indices is None
@@ -375,13 +387,14 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
         rows = [_point_rows(p[rng.permutation(len(p))], model.hparams.representation)
                 for p in shapes]
     else:
-        rows = [loaded.rows(s) for s in sketches]
+        rows = [loaded.rows(_simplified(loaded, s, rdp_epsilon)[1]) for s in sketches]
+    lengths = [len(s) for s in sketches]  # the samples have the sketches' own point counts
     n = len(rows)
     other = [(j + 1) % n for j in range(n)]
     points, mask = loaded.batch(rows + [rows[o] for o in other])
     cond = loaded.condition(None, points, mask)
-    samples = _sample(loaded, cond, [len(r) for r in rows] * 2, sampler, steps, 0.0, seed,
-                      guidance, variance_strength)
+    samples = _sample(loaded, cond, lengths * 2, sampler, steps, 0.0, seed, guidance,
+                      variance_strength)
 
     def centred(p):
         return p - p.mean(0)
@@ -396,7 +409,7 @@ def condition_following(loaded, split="test", num=16, sampler="ddpm", steps=None
     return {"num": n, "split": split, "own": float(own.mean()), "other": float(oth.mean()),
             "own_better": float(np.mean(own < oth)), "between_sketches": float(np.mean(between)),
             "index": [int(i) for i in idx], "cond_guidance": float(guidance),
-            "variance_strength": float(variance_strength)}
+            "variance_strength": float(variance_strength), "rdp_epsilon": float(rdp_epsilon)}
 
 
 def heal_sketches(loaded, sketches, labels, heal_ts, seed=0, variance_strength=1.0):

@@ -233,6 +233,20 @@ def test_condition_following_scores_a_perfect_follower_zero_and_an_ignorer_even(
     assert ignorer["own_better"] == 0.0
     with pytest.raises(ValueError, match="cond_encoder=none"):
         apps.condition_following(_loaded(point_data), "test", num=2)
+    if encoder == "sketch":  # abstraction: simplified conditions, samples as long as the sketch
+        seen, asked = [], []
+        monkeypatch.setattr(loaded, "condition", lambda labels, points, mask: (
+            seen.append(mask.sum(1)), np.arange(len(points))[:, None])[1])
+        monkeypatch.setattr(apps, "_sample", lambda ld, cond, lengths, *a: (
+            asked.append(list(lengths)), [ld.in_data_units(sketches[0])] * len(cond))[1])
+        simplified = apps.condition_following(loaded, "test", indices=index, rdp_epsilon=0.2)
+        assert simplified["rdp_epsilon"] == 0.2
+        assert (seen[0][:n] < [len(s) for s in sketches]).all()
+        assert asked[0] == [len(s) for s in sketches] * 2
+        assert simplified["own"] == pytest.approx(ignorer["own"])  # distances to the sketches
+    else:
+        with pytest.raises(ValueError, match="rdp_epsilon=0.2 simplifies"):
+            apps.condition_following(loaded, "test", indices=index, rdp_epsilon=0.2)
 
 
 def test_cond_drop_prob_trains_the_null_condition_which_keeps_the_class_embedding(point_data):
