@@ -39,7 +39,15 @@ def guided_call(run, labels, null_label, guidance, *inputs):
     labels = tf.cast(labels, tf.int32)
     if isinstance(guidance, (int, float)) and guidance == 1.0:
         return run(labels, *inputs)
-    out = run(tf.concat([labels, null], 0), *[tf.concat([x, x], 0) for x in inputs])
+    return guided_pass(run, labels, null, guidance, *inputs)
+
+
+def guided_pass(run, cond, null, guidance, *inputs):
+    """``run(cond, *inputs)`` guided against ``run(null, *inputs)`` (any batch-first conditions:
+    labels, conditioning vectors) in one pass on the doubled batch, combined by :func:`guided`;
+    a tensor or a tuple of them, as ``run`` returns."""
+    batch = tf.shape(inputs[0])[0]
+    out = run(tf.concat([cond, null], 0), *[tf.concat([x, x], 0) for x in inputs])
     if isinstance(out, tuple):
         return tuple(guided(o[:batch], o[batch:], guidance) for o in out)
     return guided(out[:batch], out[batch:], guidance)

@@ -148,11 +148,8 @@ class Loaded:
         if len(context) < 2:  # no condition, or the condition alone
             return self.model.denoise(x, t, mask, cond_vector=context[0] if context else None)
         cond, scale = context  # guided: the condition and the null condition in one pass
-        b = tf.shape(x)[0]
-        out = self.model.denoise(tf.concat([x, x], 0), tf.concat([t, t], 0),
-                                 tf.concat([mask, mask], 0),
-                                 cond_vector=tf.concat([cond, self.model.null_condition(cond)], 0))
-        return tuple(cfg.guided(o[:b], o[b:], scale) for o in out)
+        return cfg.guided_pass(lambda c, *xs: self.model.denoise(*xs, cond_vector=c), cond,
+                               self.model.null_condition(cond), scale, x, t, mask)
 
     def sampler(self):
         if "reverse" not in self._samplers:
@@ -793,7 +790,6 @@ def run_from_flags(flags):
     loaded = Loaded(flags.model_dir)
     common = dict(sampler=sampler, steps=flags.steps, eta=flags.eta, seed=flags.seed,
                   guidance=flags.cond_guidance, variance_strength=flags.variance_strength)
-    loaded.check_guidance(flags.cond_guidance)
     if flags.vectorise_from is not None:
         vectorise(loaded, flags.vectorise_from, flags.output_dir, flags.app_samples, **common)
     if flags.abstract_from is not None:
